@@ -1,0 +1,138 @@
+"""The `procqa` command: index, serve, search, eval. Exit codes: 0 ok, 1 error, 2 usage."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from procqa.errors import ProcqaError
+from procqa.settings import Settings, get_settings
+
+log = logging.getLogger("procqa")
+
+
+def _progress(total: int, label: str):  # type: ignore[no-untyped-def]
+    """A tqdm bar on a terminal, plain log lines otherwise."""
+    from tqdm import tqdm
+
+    interactive = sys.stderr.isatty()
+    bar = tqdm(total=total, desc=label, unit="text", disable=not interactive)
+    state = {"done": 0, "next": 0}
+
+    def update(n: int) -> None:
+        bar.update(n)
+        state["done"] += n
+        if not interactive and state["done"] >= state["next"]:
+            log.info("%s: %d/%d", label, state["done"], total)
+            state["next"] += max(1, total // 10)
+
+    return bar, update
+
+
+def cmd_index(args: argparse.Namespace, settings: Settings) -> int:
+    from procqa.chunking import chunk
+    from procqa.corpus import read_corpus
+    from procqa.embedding import SentenceTransformerEmbedder
+    from procqa.index import build, rollback
+
+    root = Path(args.out or settings.index)
+    if args.rollback:
+        print(f"index {root} now serves version {rollback(root)}")
+        return 0
+    corpus = read_corpus(Path(args.corpus or settings.corpus), max_bytes=settings.max_file_bytes)
+    for problem in corpus.problems:
+        print(f"skipped {problem}", file=sys.stderr)
+    if not corpus.procedures:
+        raise ProcqaError(f"no procedure could be read from {args.corpus or settings.corpus}")
+    passages = chunk(corpus.procedures)
+    embedder = SentenceTransformerEmbedder(settings.model_path, batch_size=settings.batch_size)
+    bar, update = _progress(len(passages), "embedding passages")
+    with bar:
+        report = build(
+            corpus.procedures,
+            passages,
+            embedder,
+            root,
+            full=args.full,
+            batch_size=settings.batch_size,
+            keep=settings.keep_versions,
+            fingerprint=corpus.fingerprint,
+            progress=update,
+        )
+    print(
+        f"indexed {report.procedures} procedures, {report.passages} passages into {root} "
+        f"(version {report.version}): added {report.added}, changed {report.changed}, "
+        f"removed {report.removed}, reused {report.reused}; {len(corpus.problems)} file problems; "
+        f"{report.seconds:.1f}s"
+    )
+    return 0
+
+
+def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
+    import uvicorn
+
+    from procqa.api import create_app
+
+    updates = {k: v for k, v in {"index": args.index, "host": args.host, "port": args.port}.items() if v}
+    settings = settings.model_copy(update=updates)
+    uvicorn.run(create_app(settings), host=settings.host, port=settings.port, log_level="info")
+    return 0
+
+
+def cmd_search(args: argparse.Namespace, settings: Settings) -> int:
+    from procqa.service import Service
+
+    service = Service.open(settings.model_copy(update={"index": Path(args.index)}) if args.index else settings)
+    hits = service.searcher().search(args.question, k=args.k, code=args.code, section=args.section)
+    if args.json:
+        print(json.dumps([service.hit_record(h, rank) for rank, h in enumerate(hits, start=1)], indent=2))
+        return 0
+    for rank, hit in enumerate(hits, start=1):
+        p = hit.passage
+        code = f"{p.code_system} {p.code}" if p.code else "no code"
+        print(f"{rank:>2}. {hit.score:.3f}  {p.title} ({code}) / {p.section}")
+        print(f"    {hit.answer}")
+    return 0
+
+
+def parser() -> argparse.ArgumentParser:
+    root = argparse.ArgumentParser(prog="procqa", description=__doc__)
+    sub = root.add_subparsers(dest="command", required=True)
+    index = sub.add_parser("index", help="build or update the index from a folder of documents")
+    index.add_argument("--corpus", help="folder of documents (default: settings corpus)")
+    index.add_argument("--out", help="index folder (default: settings index)")
+    index.add_argument("--full", action="store_true", help="re-embed everything instead of reusing")
+    index.add_argument("--rollback", action="store_true", help="serve the previous version again")
+    index.set_defaults(run=cmd_index)
+    serve = sub.add_parser("serve", help="run the HTTP service")
+    serve.add_argument("--host")
+    serve.add_argument("--port", type=int)
+    serve.add_argument("--index")
+    serve.set_defaults(run=cmd_serve)
+    search = sub.add_parser("search", help="ask a question from the command line")
+    search.add_argument("question")
+    search.add_argument("-k", type=int, default=5)
+    search.add_argument("--code")
+    search.add_argument("--section")
+    search.add_argument("--index")
+    search.add_argument("--json", action="store_true")
+    search.set_defaults(run=cmd_search)
+    return root
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = parser().parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    try:
+        return int(args.run(args, get_settings()))
+    except ProcqaError as error:
+        print(f"procqa: {error}", file=sys.stderr)
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

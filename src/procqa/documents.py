@@ -1,0 +1,81 @@
+"""Domain records: procedures, their sections, and the passages and hits built from them."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+
+@dataclass(frozen=True)
+class Unit:
+    """One answerable piece of a section: a labelled bullet, a bullet or a sentence."""
+
+    text: str
+    label: str | None = None
+
+    def render(self) -> str:
+        return f"{self.label}: {self.text}" if self.label else self.text
+
+
+@dataclass(frozen=True)
+class Section:
+    """A section of a procedure document under its (canonical where known) name."""
+
+    name: str
+    units: tuple[Unit, ...]
+    line_start: int
+    line_end: int
+    heading: str = ""
+
+    @property
+    def text(self) -> str:
+        return "\n".join(unit.render() for unit in self.units)
+
+
+@dataclass(frozen=True)
+class Procedure:
+    """One procedure document."""
+
+    id: str
+    title: str
+    code: str | None
+    code_system: str | None
+    sections: tuple[Section, ...]
+    source: str
+    name: str | None = None
+    aliases: tuple[str, ...] = field(default=())
+
+    def section(self, name: str) -> Section | None:
+        return next((s for s in self.sections if s.name == name), None)
+
+
+@dataclass(frozen=True)
+class Passage:
+    """The unit of retrieval: one section of one procedure, with what it is embedded as."""
+
+    id: int
+    procedure_id: str
+    title: str
+    code: str | None
+    code_system: str | None
+    section: str
+    text: str
+    units: tuple[str, ...]
+    source: str
+    line_start: int
+    line_end: int
+
+    @property
+    def embed_text(self) -> str:
+        """Section text rarely names its procedure, so the title and section go in front."""
+        return f"{self.title}. {self.section}: {self.text}"
+
+
+@dataclass(frozen=True)
+class Hit:
+    """A ranked passage with the unit that best answers the query."""
+
+    passage: Passage
+    score: float
+    answer: str
+    answer_start: int
+    answer_end: int

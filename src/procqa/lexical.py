@@ -1,0 +1,58 @@
+"""BM25 over passage text (bm25s), with English stop words and Snowball stemming."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from functools import cache
+from pathlib import Path
+
+import bm25s
+import numpy as np
+import Stemmer
+
+
+@cache
+def _stemmer() -> Stemmer.Stemmer:
+    return Stemmer.Stemmer("english")
+
+
+def tokenize(texts: Sequence[str]) -> bm25s.tokenization.Tokenized:
+    return bm25s.tokenize(list(texts), stopwords="en", stemmer=_stemmer(), show_progress=False)
+
+
+class Lexical:
+    """A BM25 index whose document ids are passage ids."""
+
+    def __init__(self, retriever: bm25s.BM25) -> None:
+        self.retriever = retriever
+
+    @classmethod
+    def build(cls, texts: Sequence[str]) -> Lexical:
+        retriever = bm25s.BM25()
+        retriever.index(tokenize(texts), show_progress=False)
+        return cls(retriever)
+
+    def save(self, folder: Path) -> None:
+        self.retriever.save(str(folder))
+
+    @classmethod
+    def load(cls, folder: Path) -> Lexical:
+        return cls(bm25s.BM25.load(str(folder), mmap=True))
+
+    def scores(self, query: str) -> np.ndarray:
+        """BM25 score of every passage for the query (zeros when no word is known)."""
+        ids = self.query_ids(query)
+        if not ids:
+            return np.zeros(self.size, dtype=np.float32)
+        return np.asarray(self.retriever.get_scores(ids), dtype=np.float32)
+
+    def query_ids(self, query: str) -> list[int]:
+        tokens = tokenize([query])
+        vocab = {v: k for k, v in tokens.vocab.items()}
+        words = [vocab[i] for i in tokens.ids[0]]
+        known = self.retriever.vocab_dict
+        return [known[w] for w in words if w in known]
+
+    @property
+    def size(self) -> int:
+        return int(self.retriever.scores["num_docs"])

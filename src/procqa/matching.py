@@ -1,0 +1,117 @@
+"""Procedure recognition: which procedure a query names, by code, name or everyday name.
+
+Names come from the title, the 'Name of the Procedure' line, aliases given in front matter,
+parenthesised abbreviations in the title, and the everyday names a Summary introduces
+("often called gallbladder removal", "known as a knee scope"). Matching is fuzzy word by
+word, so small misspellings still match, and rare words weigh more than common ones.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections import Counter, defaultdict
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+
+from rapidfuzz import fuzz, process
+
+CUES = re.compile(
+    r"\b(?:called|known as|call it|know it as|refer to it as|referred to as|describe it as|"
+    r"shortened to|nicknamed|hear it called|abbreviated)\s+(?P<rest>[^.;:]+)",
+    re.I,
+)
+STOPS = re.compile(
+    r",\s*(?:and|which|so|but|because|where|when|while)\b|\s+(?:and it|because|which|that|when|where|"
+    r"while|to fix|for short)\b",
+    re.I,
+)
+LEADING = re.compile(r"^(?:(?:a|an|the|simply|just|usually|often|also|getting|having|its|their)\s+)+", re.I)
+WORD = re.compile(r"[a-z0-9]+(?:'[a-z]+)?")
+CODE = re.compile(r"\b[A-Z0-9]{5,7}\b")
+STOPWORDS = frozenset(
+    "a an the of and or with for to in on at by from into is are be it its this that what how "
+    "do does did i my me you your can will should when why who where which was were after before "
+    "during about long much many".split()
+)
+MIN_RATIO = 80.0
+NOT_NAME_START = STOPWORDS | {"pronounced", "along", "removes", "moves", "places", "uses", "takes"}
+
+
+def everyday_names(summary: str) -> list[str]:
+    """Names a Summary introduces with cue words like 'often called' or 'known as'."""
+    names: list[str] = []
+    for match in CUES.finditer(summary):
+        rest = STOPS.split(match["rest"])[0]
+        for piece in re.split(r",|\bor\b|\(|\)", rest):
+            name = LEADING.sub("", piece.strip(" \"'")).strip(" \"'")
+            first = name.split()[0].lower() if name else ""
+            if name and len(name.split()) <= 6 and first not in NOT_NAME_START:
+                names.append(name)
+    return names
+
+
+def title_names(title: str) -> list[str]:
+    """The title, the title without its parentheses, and what the parentheses hold."""
+    inner = re.findall(r"\(([^)]+)\)", title)
+    bare = re.sub(r"\s*\([^)]*\)", "", title).strip()
+    return [title, bare, *inner]
+
+
+def words(text: str) -> list[str]:
+    return [w for w in WORD.findall(text.lower()) if w not in STOPWORDS]
+
+
+@dataclass(frozen=True)
+class Name:
+    procedure: int
+    words: tuple[str, ...]
+
+
+class ProcedureMatcher:
+    """Scores how strongly a query names each procedure, 0 (not at all) to 1 (by name or code)."""
+
+    def __init__(self, names: Sequence[Sequence[str]], codes: Sequence[str | None]) -> None:
+        self.size = len(names)
+        self.names = [Name(i, tuple(words(n))) for i, group in enumerate(names) for n in group if words(n)]
+        df = Counter(w for _, w in {(n.procedure, w) for n in self.names for w in n.words})
+        self.idf = {w: math.log(1 + self.size / c) for w, c in df.items()}
+        self.vocabulary = sorted(self.idf)
+        self.codes: dict[str, list[int]] = defaultdict(list)
+        for i, code in enumerate(codes):
+            if code:
+                self.codes[code.upper()].append(i)
+
+    def code_matches(self, query: str) -> list[int]:
+        """Procedures whose code appears in the query as a word of its own."""
+        found: list[int] = []
+        for token in CODE.findall(query.upper()):
+            found += self.codes.get(token, [])
+        return found
+
+    def _word_matches(self, query_words: Iterable[str]) -> dict[str, float]:
+        """For each vocabulary word, how well some query word matches it (0..1)."""
+        best: dict[str, float] = {}
+        for word in set(query_words):
+            if word in self.idf:
+                best[word] = 1.0
+                continue
+            if len(word) < 4:
+                continue
+            for candidate, score, _ in process.extract(
+                word, self.vocabulary, scorer=fuzz.ratio, score_cutoff=MIN_RATIO, limit=5
+            ):
+                best[candidate] = max(best.get(candidate, 0.0), score / 100)
+        return best
+
+    def scores(self, query: str) -> list[float]:
+        """Per procedure: the best idf-weighted share of one of its names found in the query."""
+        matched = self._word_matches(words(query))
+        out = [0.0] * self.size
+        for name in self.names:
+            total = sum(self.idf[w] for w in name.words)
+            got = sum(self.idf[w] * matched.get(w, 0.0) for w in name.words)
+            if got:
+                out[name.procedure] = max(out[name.procedure], got / total)
+        return out
+
