@@ -1,16 +1,16 @@
 """The index store: versioned folders of plain files, written atomically, verified on load.
 
-    index/
-      CURRENT                  name of the version being served
-      versions/<version>/
-        manifest.json          model, dimension, counts, fingerprint, checksums
-        procedures.json        procedure records (no text)
-        passages.jsonl         one passage a line, with its content key
-        vectors.npy            passage embeddings (float32, row = passage id)
-        dense.faiss            FAISS index over vectors.npy
-        units.npy              answer-unit embeddings (float32)
-        intents.npy            section-intent example embeddings (float32)
-        lexical/               bm25s index
+index/
+  CURRENT                  name of the version being served
+  versions/<version>/
+    manifest.json          model, dimension, counts, fingerprint, checksums
+    procedures.json        procedure records (no text)
+    passages.jsonl         one passage a line, with its content key
+    vectors.npy            passage embeddings (float32, row = passage id)
+    dense.faiss            FAISS index over vectors.npy
+    units.npy              answer-unit embeddings (float32)
+    intents.npy            section-intent example embeddings (float32)
+    lexical/               bm25s index
 """
 
 from __future__ import annotations

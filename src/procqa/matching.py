@@ -35,6 +35,7 @@ STOPWORDS = frozenset(
     "during about long much many".split()
 )
 MIN_RATIO = 80.0
+CODE_WORDS = frozenset({"cpt", "cpt4", "hcpcs", "code", "icd", "pcs"})
 NOT_NAME_START = STOPWORDS | {"pronounced", "along", "removes", "moves", "places", "uses", "takes"}
 
 
@@ -71,11 +72,18 @@ class Name:
 class ProcedureMatcher:
     """Scores how strongly a query names each procedure, 0 (not at all) to 1 (by name or code)."""
 
-    def __init__(self, names: Sequence[Sequence[str]], codes: Sequence[str | None]) -> None:
+    def __init__(
+        self, names: Sequence[Sequence[str]], codes: Sequence[str | None], texts: Sequence[str] | None = None
+    ) -> None:
+        """`names` and `codes` per procedure; `texts` (each procedure's whole text) weigh words by
+        how rare they are in the collection, so 'procedure' or 'surgery' in a name counts little."""
         self.size = len(names)
         self.names = [Name(i, tuple(words(n))) for i, group in enumerate(names) for n in group if words(n)]
-        df = Counter(w for _, w in {(n.procedure, w) for n in self.names for w in n.words})
-        self.idf = {w: math.log(1 + self.size / c) for w, c in df.items()}
+        bags = [set(words(t)) for t in texts] if texts is not None else [set() for _ in names]
+        for name in self.names:
+            bags[name.procedure].update(name.words)
+        df = Counter(w for bag in bags for w in bag)
+        self.idf = {w: math.log(1 + self.size / df[w]) for n in self.names for w in n.words}
         self.vocabulary = sorted(self.idf)
         self.codes: dict[str, list[int]] = defaultdict(list)
         for i, code in enumerate(codes):
@@ -104,6 +112,22 @@ class ProcedureMatcher:
                 best[candidate] = max(best.get(candidate, 0.0), score / 100)
         return best
 
+    def residual(self, query: str, scores: Sequence[float], *, threshold: float = 0.5) -> str:
+        """The query without the words that name the best recognised procedure(s) or a code:
+        what is left says which section is wanted."""
+        cut = max(threshold, 0.9 * max(scores, default=0.0))
+        named = {w for name in self.names if scores[name.procedure] >= cut for w in name.words}
+        codes = {c for c in self.codes if c in query.upper()}
+        kept = []
+        for token in query.split():
+            bare = WORD.findall(token.lower())
+            if codes and (token.upper().strip(".,?!:") in codes or token.lower() in CODE_WORDS):
+                continue
+            if bare and all(_close(b, named) for b in bare):
+                continue
+            kept.append(token)
+        return " ".join(kept)
+
     def scores(self, query: str) -> list[float]:
         """Per procedure: the best idf-weighted share of one of its names found in the query."""
         matched = self._word_matches(words(query))
@@ -115,3 +139,8 @@ class ProcedureMatcher:
                 out[name.procedure] = max(out[name.procedure], got / total)
         return out
 
+
+def _close(word: str, vocabulary: set[str]) -> bool:
+    if word in vocabulary:
+        return True
+    return len(word) >= 4 and any(fuzz.ratio(word, v) >= MIN_RATIO for v in vocabulary)

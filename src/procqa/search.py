@@ -19,15 +19,19 @@ from procqa.index import IndexData
 from procqa.intent import SectionIntent
 from procqa.matching import ProcedureMatcher, everyday_names, title_names
 
+BARE_NAME = "what is it"  # a query that is only a name or a code asks what the procedure is
+
 
 @dataclass(frozen=True)
 class Weights:
     """How much each signal counts in the fused score."""
 
     dense: float = 1.0
-    lexical: float = 0.3
-    procedure: float = 1.0
-    section: float = 0.6
+    identity: float = 1.0
+    lexical: float = 0.2
+    procedure: float = 1.5
+    section: float = 2.0
+    unit: float = 1.5
     code: float = 2.0
     temperature: float = 0.05
 
@@ -60,11 +64,23 @@ class Searcher:
         )
         self.by_id = {p.id: p for p in self.procedures}
         self.passage_procedure = np.array([order[p.procedure_id] for p in self.passages], dtype=np.int64)
+        # the passage that introduces each procedure (its Summary, else its first) stands for it
+        self.identity_rows = np.array(
+            [
+                next((i for i in grouped[p["id"]] if self.passages[i].section == "Summary"), grouped[p["id"]][0])
+                for p in data.procedures
+            ],
+            dtype=np.int64,
+        )
         self.intent = SectionIntent(data.intent_labels, data.intents, temperature=self.weights.temperature)
         self.sections = tuple(sorted({p.section for p in self.passages}))
         section_pos = {name: i for i, name in enumerate(self.intent.names)}
         self.passage_section = np.array([section_pos.get(p.section, -1) for p in self.passages], dtype=np.int64)
-        self.matcher = ProcedureMatcher([self._names(p) for p in data.procedures], [p["code"] for p in data.procedures])
+        self.matcher = ProcedureMatcher(
+            [self._names(p) for p in data.procedures],
+            [p["code"] for p in data.procedures],
+            [" ".join(self.passages[i].text for i in grouped[p["id"]]) for p in data.procedures],
+        )
 
     def _names(self, record: dict) -> list[str]:
         names = [*title_names(record["title"]), *(record.get("aliases") or [])]
@@ -85,26 +101,46 @@ class Searcher:
         except KeyError:
             raise NotFoundError(f"no procedure with id {procedure_id!r}; GET /procedures lists them") from None
 
-    def scores(self, query: str, vector: np.ndarray) -> np.ndarray:
+    def understand(self, query: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Procedure scores, the query vector, and the vector of the query less its procedure
+        name (what is left asks for a section); both vectors come from one model call."""
+        named = np.asarray(self.matcher.scores(query), dtype=np.float32)
+        residual = self.matcher.residual(query, named).strip() or BARE_NAME
+        if residual != query:
+            vector, rest = self.embedder.embed([query, residual])
+        else:
+            vector = rest = self.embedder.embed([query])[0]
+        named[self.matcher.code_matches(query)] += self.weights.code
+        return named, vector, rest
+
+    def scores(self, query: str, named: np.ndarray, vector: np.ndarray, rest: np.ndarray) -> np.ndarray:
         """The fused score of every passage for the query."""
         w = self.weights
-        dense = self.vectors @ vector
+        dense = self.vectors @ rest
+        identity = (self.vectors[self.identity_rows] @ vector)[self.passage_procedure]
         lexical = self.data.lexical.scores(query)
         top = float(lexical.max()) if lexical.size else 0.0
         lexical = lexical / top if top > 0 else lexical
-        named = np.asarray(self.matcher.scores(query), dtype=np.float32)
-        named[self.matcher.code_matches(query)] += w.code
         procedure = named[self.passage_procedure]
-        probabilities = np.array(list(self.intent.probabilities(vector).values()), dtype=np.float32)
+        probabilities = np.array(list(self.intent.probabilities(rest).values()), dtype=np.float32)
         section = np.where(self.passage_section >= 0, probabilities[self.passage_section], 0.0)
-        return w.dense * dense + w.lexical * lexical + w.procedure * procedure + w.section * section
+        unit_sims = np.asarray(self.data.units) @ rest
+        unit = np.maximum.reduceat(unit_sims, self.data.unit_offsets[:-1]) if unit_sims.size else 0.0
+        return (
+            w.dense * dense
+            + w.identity * identity
+            + w.lexical * lexical
+            + w.procedure * procedure
+            + w.section * section
+            + w.unit * unit
+        )
 
     def search(self, query: str, *, k: int = 10, code: str | None = None, section: str | None = None) -> list[Hit]:
         """The k best passages for a question, optionally within one procedure code or section."""
         if section is not None and section not in self.sections:
             raise QueryError(f"unknown section {section!r}; valid sections: {', '.join(self.sections)}")
-        vector = self.embedder.embed([query])[0]
-        scores = self.scores(query, vector)
+        named, vector, rest = self.understand(query)
+        scores = self.scores(query, named, vector, rest)
         mask = np.ones(len(self.passages), dtype=bool)
         if code is not None:
             wanted = {i for i, p in enumerate(self.procedures) if p.code and p.code.upper() == code.strip().upper()}
@@ -117,7 +153,7 @@ class Searcher:
         k = min(k, int(mask.sum()))
         top = np.argpartition(-scores, k - 1)[:k] if k else np.array([], dtype=np.int64)
         top = top[np.argsort(-scores[top], kind="stable")]
-        return [self._hit(int(i), float(scores[i]), vector) for i in top]
+        return [self._hit(int(i), float(scores[i]), rest) for i in top]
 
     def _hit(self, passage_id: int, score: float, vector: np.ndarray) -> Hit:
         passage = self.passages[passage_id]

@@ -1,0 +1,208 @@
+"""Rankers evaluated side by side: BM25 and dense retrieval over bare passage text, their
+reciprocal-rank fusion, and procqa's Searcher; and the embedding caches they share.
+
+The baselines see only `passage.text`, not the title and section procqa embeds with it, so
+the comparison shows what procqa adds over retrieving sections as they are written.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import re
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Protocol
+
+import numpy as np
+
+from procqa.documents import Passage
+from procqa.embedding import Embedder
+from procqa.index import IndexData
+from procqa.lexical import Lexical
+from procqa.search import Searcher
+
+Ranked = list[tuple[int, float]]
+Progress = Callable[[int], None]
+RRF_CONSTANT = 60
+
+
+class Ranker(Protocol):
+    """Ranks the passages of one benchmark for a query: (passage id, score), best first."""
+
+    name: str
+
+    def rank(self, query: str, *, k: int) -> Ranked: ...
+
+
+def top_k(scores: np.ndarray, k: int, *, positive: bool = False) -> Ranked:
+    """The k best (id, score) pairs, ties in id order; only scores above 0 when `positive`."""
+    candidates = np.flatnonzero(scores > 0) if positive else np.arange(scores.shape[0])
+    k = min(k, candidates.size)
+    if k == 0:
+        return []
+    best = candidates[np.argpartition(-scores[candidates], k - 1)[:k]]
+    best = best[np.lexsort((best, -scores[best]))]
+    return [(int(i), float(scores[i])) for i in best]
+
+
+def reciprocal_rank_fusion(rankings: Sequence[Sequence[int]], *, k: int, constant: int = RRF_CONSTANT) -> Ranked:
+    """Sum of 1 / (constant + rank) over the rankings an id appears in; the k best."""
+    fused: dict[int, float] = {}
+    for ranking in rankings:
+        for rank, pid in enumerate(ranking, start=1):
+            fused[pid] = fused.get(pid, 0.0) + 1.0 / (constant + rank)
+    return sorted(fused.items(), key=lambda item: (-item[1], item[0]))[:k]
+
+
+class CachingEmbedder:
+    """Wraps an embedder and remembers every vector, so questions embedded in one batch up
+    front are not embedded again one by one while they are timed."""
+
+    def __init__(self, embedder: Embedder, *, batch_size: int = 256) -> None:
+        self.embedder = embedder
+        self.batch_size = batch_size
+        self.vectors: dict[str, np.ndarray] = {}
+        self._recorded: list[str] | None = None
+
+    @property
+    def model_id(self) -> str:
+        return self.embedder.model_id
+
+    @property
+    def dimension(self) -> int:
+        return int(self.embedder.dimension)
+
+    def embed(self, texts: Sequence[str]) -> np.ndarray:
+        unseen = [t for t in dict.fromkeys(texts) if t not in self.vectors]
+        if self._recorded is not None:
+            # A dry run only learns what would be embedded; it must not pay for it.
+            self._recorded += unseen
+            zeros = np.zeros(self.dimension, dtype=np.float32)
+            return np.stack([self.vectors.get(t, zeros) for t in texts] or [zeros])[: len(texts)]
+        self.prime(unseen)
+        zeros = np.zeros(self.dimension, dtype=np.float32)
+        return np.stack([self.vectors[t] for t in texts] or [zeros])[: len(texts)]
+
+    def prime(self, texts: Sequence[str], progress: Progress | None = None) -> None:
+        """Embed, in batches, the texts not seen yet."""
+        unseen = [t for t in dict.fromkeys(texts) if t not in self.vectors]
+        for start in range(0, len(unseen), self.batch_size):
+            chunk = unseen[start : start + self.batch_size]
+            for text, row in zip(chunk, self.embedder.embed(chunk), strict=True):
+                self.vectors[text] = np.asarray(row, dtype=np.float32)
+            if progress:
+                progress(len(chunk))
+
+    @contextmanager
+    def recording(self) -> Iterator[list[str]]:
+        """Within the block, unseen texts get zero vectors and are listed instead of embedded."""
+        recorded: list[str] = []
+        self._recorded = recorded
+        try:
+            yield recorded
+        finally:
+            self._recorded = None
+
+
+def _slug(text: str) -> str:
+    return re.sub(r"[^A-Za-z0-9_.@-]+", "_", text)
+
+
+def cached_vectors(
+    texts: Sequence[str], embedder: Embedder, folder: Path, *, batch_size: int = 256, progress: Progress | None = None
+) -> np.ndarray:
+    """Embeddings of the texts, from `folder` when an earlier run stored them for the same
+    model and the same texts, else embedded now and stored there."""
+    digest = hashlib.sha256("\x00".join(texts).encode("utf-8")).hexdigest()[:16]
+    path = folder / f"dense-{_slug(embedder.model_id)}-{digest}.npy"
+    if path.is_file():
+        vectors = np.load(path)
+        if vectors.shape == (len(texts), embedder.dimension):
+            if progress:
+                progress(len(texts))
+            return vectors
+    rows = [np.zeros((0, embedder.dimension), dtype=np.float32)]
+    for start in range(0, len(texts), batch_size):
+        rows.append(np.asarray(embedder.embed(texts[start : start + batch_size]), dtype=np.float32))
+        if progress:
+            progress(len(rows[-1]))
+    vectors = np.concatenate(rows)
+    folder.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.npy")
+    np.save(tmp, vectors)
+    os.replace(tmp, path)
+    return vectors
+
+
+class LexicalRanker:
+    """BM25 over the bare passage text; passages sharing no word with the query are left out."""
+
+    name = "bm25"
+
+    def __init__(self, texts: Sequence[str]) -> None:
+        self.lexical = Lexical.build(texts)
+
+    def rank(self, query: str, *, k: int) -> Ranked:
+        return top_k(self.lexical.scores(query), k, positive=True)
+
+
+class DenseRanker:
+    """Cosine similarity of the query with the embedded bare passage text."""
+
+    name = "dense"
+
+    def __init__(self, vectors: np.ndarray, embedder: Embedder) -> None:
+        self.vectors = np.asarray(vectors, dtype=np.float32)
+        self.embedder = embedder
+
+    def rank(self, query: str, *, k: int) -> Ranked:
+        return top_k(self.vectors @ self.embedder.embed([query])[0], k)
+
+
+class FusionRanker:
+    """Reciprocal-rank fusion of other rankers' top `depth` passages."""
+
+    name = "rrf"
+
+    def __init__(self, rankers: Sequence[Ranker], *, depth: int = 100) -> None:
+        self.rankers = tuple(rankers)
+        self.depth = depth
+
+    def rank(self, query: str, *, k: int) -> Ranked:
+        rankings = [[pid for pid, _ in r.rank(query, k=max(k, self.depth))] for r in self.rankers]
+        return reciprocal_rank_fusion(rankings, k=k)
+
+
+class SearcherRanker:
+    """procqa's full pipeline: the Searcher over an index, embedding through a cache."""
+
+    name = "procqa"
+
+    def __init__(self, data: IndexData, embedder: CachingEmbedder) -> None:
+        self.embedder = embedder
+        self.searcher = Searcher(data, embedder)
+
+    def rank(self, query: str, *, k: int) -> Ranked:
+        return [(hit.passage.id, hit.score) for hit in self.searcher.search(query, k=k)]
+
+    def requested(self, queries: Sequence[str]) -> list[str]:
+        """Every text the searcher embeds for these queries (the query, and the query less
+        its procedure name), found by a dry run that embeds nothing."""
+        with self.embedder.recording() as recorded:
+            for query in queries:
+                # Query understanding is the only step that embeds: 25x cheaper than a search.
+                self.searcher.understand(query)
+        return list(dict.fromkeys([*queries, *recorded]))
+
+
+def baseline_rankers(
+    passages: Sequence[Passage], embedder: Embedder, *, cache: Path, progress: Progress | None = None
+) -> list[Ranker]:
+    """BM25, dense and their fusion over the bare text of the passages; the passage
+    embeddings come from `cache` when an earlier run stored them."""
+    texts = [p.text for p in passages]
+    lexical = LexicalRanker(texts)
+    dense = DenseRanker(cached_vectors(texts, embedder, cache, progress=progress), embedder)
+    return [lexical, dense, FusionRanker([lexical, dense])]

@@ -1,0 +1,59 @@
+"""Shared fixtures: a deterministic fake embedder and small indexes built with it."""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from procqa.chunking import chunk
+from procqa.corpus import read_corpus
+from procqa.index import build
+from procqa.settings import Settings
+
+ROOT = Path(__file__).resolve().parent.parent
+SEED = ROOT / "corpus" / "cpt-22849-reinsertion-of-spinal-fixation-device.txt"
+TINY = Path(__file__).parent / "data" / "tiny"
+
+
+class FakeEmbedder:
+    """Bag of hashed word stems: texts sharing words get similar vectors, deterministically."""
+
+    model_id = "fake-bag-of-words@1"
+    dimension = 64
+
+    def embed(self, texts: Sequence[str]) -> np.ndarray:
+        out = np.zeros((len(texts), self.dimension), dtype=np.float32)
+        for row, text in enumerate(texts):
+            for word in re.findall(r"[a-z0-9]+", text.lower()):
+                digest = hashlib.blake2b(word[:5].encode(), digest_size=8).digest()
+                out[row, int.from_bytes(digest[:4], "little") % self.dimension] += 1.0
+            norm = np.linalg.norm(out[row])
+            out[row] = out[row] / norm if norm else out[row]
+        return out
+
+
+@pytest.fixture
+def fake_embedder() -> FakeEmbedder:
+    return FakeEmbedder()
+
+
+def build_index(corpus: Path, root: Path, embedder: FakeEmbedder) -> Path:
+    loaded = read_corpus(corpus)
+    build(loaded.procedures, chunk(loaded.procedures), embedder, root, fingerprint=loaded.fingerprint)
+    return root
+
+
+@pytest.fixture
+def tiny_index(tmp_path: Path, fake_embedder: FakeEmbedder) -> Path:
+    """An index of the tiny test corpus, built with the fake embedder."""
+    return build_index(TINY, tmp_path / "index", fake_embedder)
+
+
+@pytest.fixture
+def settings(tiny_index: Path) -> Settings:
+    return Settings(index=tiny_index, corpus=TINY, _env_file=None)
