@@ -119,12 +119,13 @@ def _passage_record(passage: Passage, key: str, unit_start: int) -> dict[str, An
     return record
 
 
-def _previous_vectors(root: Path, model_id: str) -> dict[str, np.ndarray]:
-    """Embeddings of the serving version by content key, for reuse; empty when unusable."""
+def _previous(root: Path, model_id: str) -> tuple[dict[str, np.ndarray], dict[tuple[str, str], str]]:
+    """Embeddings of the serving version by content key, for reuse, and its passages' keys by
+    (procedure, section); both empty when there is no usable previous version."""
     try:
         old = load(root, model_id=model_id, verify=False)
     except (IndexMissingError, IndexMismatchError, IndexCorruptError):
-        return {}
+        return {}, {}
     cache: dict[str, np.ndarray] = {}
     unit_texts = [u for p in old.passages for u in p.units]
     for key, row in zip(old.keys, old.vectors, strict=True):
@@ -133,7 +134,7 @@ def _previous_vectors(root: Path, model_id: str) -> dict[str, np.ndarray]:
         cache[content_key(text, model_id)] = row
     for text, row in zip(old.manifest.get("intent_texts", []), old.intents, strict=False):
         cache[content_key(text, model_id)] = row
-    return cache
+    return cache, {(p.procedure_id, p.section): k for p, k in zip(old.passages, old.keys, strict=True)}
 
 
 def _embed_cached(
@@ -180,8 +181,7 @@ def build(
     started = time.perf_counter()
     root.mkdir(parents=True, exist_ok=True)
     model_id = embedder.model_id
-    cache = {} if full else _previous_vectors(root, model_id)
-    old_keys = set(cache)
+    cache, before = ({}, {}) if full else _previous(root, model_id)
     keys = [content_key(p.embed_text, model_id) for p in passages]
     vectors, embedded = _embed_cached([p.embed_text for p in passages], embedder, cache, batch_size, progress)
     unit_texts = [u for p in passages for u in p.units]
@@ -203,7 +203,6 @@ def build(
         np.save(tmp / "intents.npy", intents)
         faiss.write_index(dense_index(vectors), str(tmp / "dense.faiss"))
         Lexical.build([p.embed_text for p in passages]).save(tmp / "lexical")
-        previous = {k for k in old_keys}
         manifest = {
             "format": FORMAT,
             "procqa_version": __version__,
@@ -228,14 +227,14 @@ def build(
         raise
     point(root, version)
     prune(root, keep)
-    added = sum(1 for k in keys if k not in previous)
+    after = {(p.procedure_id, p.section): k for p, k in zip(passages, keys, strict=True)}
     return BuildReport(
         version=version,
         procedures=len(procedures),
         passages=len(passages),
-        added=added,
-        changed=0,
-        removed=0,
+        added=sum(1 for ident in after if ident not in before),
+        changed=sum(1 for ident, key in after.items() if ident in before and before[ident] != key),
+        removed=sum(1 for ident in before if ident not in after),
         reused=len(passages) - embedded,
         embedded=embedded + embedded_units,
         seconds=time.perf_counter() - started,
