@@ -1,4 +1,5 @@
-"""The HTTP service: search, procedures, health and an admin reload over one `Service`.
+"""The HTTP service: search, procedures, health and an admin reload over one `Service`,
+plus the pages people read (search at /, procedures, /docs) and /metrics.
 
 Only this module speaks HTTP. It turns procqa errors into statuses, and every error into
 one JSON shape, `{"error": {"code": ..., "message": ..., "field": ...}}`, so that no input
@@ -12,19 +13,24 @@ import logging
 import secrets
 import time
 import unicodedata
-from collections.abc import AsyncIterator, Callable, Mapping
-from contextlib import asynccontextmanager
+from collections.abc import AsyncIterator, Callable, Iterable, Mapping
+from contextlib import asynccontextmanager, nullcontext
+from importlib import resources
+from pathlib import Path as FilePath
 from typing import Annotated, Any, NoReturn
 
 from fastapi import APIRouter, Body, Depends, FastAPI, HTTPException, Path, Query, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.middleware.cors import CORSMiddleware
-from fastapi.responses import JSONResponse
+from fastapi.openapi.docs import get_swagger_ui_html
+from fastapi.responses import FileResponse, HTMLResponse, JSONResponse, Response
 from fastapi.routing import APIRoute
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from pydantic import BaseModel, Field
 from starlette.datastructures import Headers
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.routing import BaseRoute, Match, Mount, Route
+from starlette.staticfiles import StaticFiles
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from procqa import __version__
@@ -38,11 +44,14 @@ from procqa.errors import (
     ProcqaError,
     QueryError,
 )
+from procqa.metrics import UNMATCHED, IndexFacts, Metrics, json_logs
+from procqa.reload import watching
 from procqa.search import Searcher
 from procqa.service import Service
 from procqa.settings import Settings
 
 logger = logging.getLogger(__name__)
+access_log = logging.getLogger("procqa.access")
 
 MAX_BODY_BYTES = 64 * 1024
 PROCEDURE_ID = r"^[a-z0-9][a-z0-9._-]{0,99}$"
@@ -76,6 +85,75 @@ SEARCH_EXAMPLES: dict[str, Any] = {
         "value": {"query": "When can I drive again?", "k": 5, "code": "27447", "section": "Recovery"},
     },
 }
+STATIC = FilePath(str(resources.files("procqa") / "static"))
+# The pages load only their own scripts and styles, and talk only to this service.
+PAGE_HEADERS = {
+    "Content-Security-Policy": (
+        "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
+        "connect-src 'self'; base-uri 'none'; form-action 'self'; frame-ancestors 'none'"
+    ),
+    "X-Content-Type-Options": "nosniff",
+    "Referrer-Policy": "no-referrer",
+}
+EXAMPLE_REF = {
+    "id": "cpt-22849",
+    "title": "Reinsertion of spinal fixation device",
+    "code": "22849",
+    "code_system": "CPT",
+}
+EXAMPLE_SOURCE = "corpus/cpt-22849-reinsertion-of-spinal-fixation-device.txt"
+EXAMPLE_RECOVERY = (
+    "Post-Procedure Care: Pain management with medication, wound care, and instructions for physical activity "
+    "restrictions.\nRecovery Time: Typically ranges from a few weeks to several months, depending on individual "
+    "health factors and the extent of the procedure."
+)
+EXAMPLE_ANSWER = EXAMPLE_RECOVERY.split("\n")[1]
+EXAMPLE_START = EXAMPLE_RECOVERY.index(EXAMPLE_ANSWER)
+EXAMPLES: dict[str, Any] = {
+    "search": {
+        "query": "How long is recovery after spinal fixation device reinsertion?",
+        "took_ms": 12.4,
+        "results": [
+            {
+                "rank": 1,
+                "score": 4.9093,
+                "procedure": EXAMPLE_REF,
+                "section": "Recovery",
+                "text": EXAMPLE_RECOVERY,
+                "answer": EXAMPLE_ANSWER,
+                "answer_start": EXAMPLE_START,
+                "answer_end": EXAMPLE_START + len(EXAMPLE_ANSWER),
+                "source": EXAMPLE_SOURCE,
+                "lines": [38, 40],
+            }
+        ],
+    },
+    "procedures": {"data": [EXAMPLE_REF, {"id": "asthma", "title": "Asthma", "code": None, "code_system": None}]},
+    "procedure": {
+        **EXAMPLE_REF,
+        "sections": [
+            {
+                "name": "Summary",
+                "text": "Reinsertion of a spinal fixation device is a surgical procedure where previously placed "
+                "hardware, such as screws, rods, or plates, is reinstalled to stabilize the spine.",
+                "source": EXAMPLE_SOURCE,
+                "lines": [6, 7],
+            },
+            {"name": "Recovery", "text": EXAMPLE_RECOVERY, "source": EXAMPLE_SOURCE, "lines": [38, 40]},
+        ],
+    },
+    "health": {"status": "ok"},
+    "ready": {
+        "status": "ready",
+        "version": "20250101T120000000000Z",
+        "procedures": 40,
+        "passages": 612,
+        "sections": ["Purpose", "Recovery", "Risks and Complications", "Summary"],
+        "manifest": {"model": "sentence-transformers/all-MiniLM-L6-v2", "dimension": 384, "passages": 612},
+    },
+    "reload": {"version": "20250102T090000000000Z", "previous": "20250101T120000000000Z", "changed": True},
+}
+EXAMPLES["procedures"]["count"] = len(EXAMPLES["procedures"]["data"])
 
 
 class SearchRequest(BaseModel):
@@ -165,6 +243,10 @@ class ErrorPublic(BaseModel):
 
 def _errors(**described: str) -> dict[int | str, dict[str, Any]]:
     return {int(status[1:]): {"model": ErrorPublic, "description": text} for status, text in described.items()}
+
+
+def _ok(example: str, **more_content: dict[str, Any]) -> dict[int | str, dict[str, Any]]:
+    return {200: {"content": {"application/json": {"example": EXAMPLES[example]}, **more_content}}}
 
 
 UNAVAILABLE = "No index is being served: build one with `procqa index`."
@@ -271,12 +353,28 @@ def checked(request: SearchRequest, settings: Settings, *, where: str, query_fie
     return request
 
 
+Q_EXAMPLE = "How long is recovery after a knee replacement?"
+
+
+def _examples(value: Any) -> dict[str, Any]:
+    return {"example": {"summary": f"e.g. {value}", "value": value}}
+
+
 def search_from_query(
     settings: SettingsDep,
-    q: Annotated[str, Query(description="The question.", examples=["How long is recovery after a knee replacement?"])],
-    k: Annotated[int, Query(description="How many passages to return, 1 to PROCQA_MAX_K (default 100).")] = 10,
-    code: Annotated[str | None, Query(description="Only this procedure code.", examples=["27447"])] = None,
-    section: Annotated[str | None, Query(description="Only this section.", examples=["Recovery"])] = None,
+    q: Annotated[str, Query(description="The question.", openapi_examples=_examples(Q_EXAMPLE))],
+    k: Annotated[
+        int,
+        Query(
+            description="How many passages to return, 1 to PROCQA_MAX_K (default 100).", openapi_examples=_examples(3)
+        ),
+    ] = 10,
+    code: Annotated[
+        str | None, Query(description="Only this procedure code.", openapi_examples=_examples("27447"))
+    ] = None,
+    section: Annotated[
+        str | None, Query(description="Only this section.", openapi_examples=_examples("Recovery"))
+    ] = None,
 ) -> SearchRequest:
     request = SearchRequest(query=q, k=k, code=code, section=section)
     return checked(request, settings, where="query", query_field="q")
@@ -335,19 +433,19 @@ SEARCH_ERRORS = _errors(
 )
 
 
-@router.get("/search", responses=SEARCH_ERRORS)
+@router.get("/search", responses={**_ok("search"), **SEARCH_ERRORS})
 def search_get(searcher: SearcherDep, request: Annotated[SearchRequest, Depends(search_from_query)]) -> SearchResponse:
     """Answer a question with the best matching passages."""
     return answer(searcher, request)
 
 
-@router.post("/search", responses={**SEARCH_ERRORS, **_errors(e413="The body is over 64 KiB.")})
+@router.post("/search", responses={**_ok("search"), **SEARCH_ERRORS, **_errors(e413="The body is over 64 KiB.")})
 def search_post(searcher: SearcherDep, request: Annotated[SearchRequest, Depends(search_from_body)]) -> SearchResponse:
     """Answer a question sent as JSON with the best matching passages."""
     return answer(searcher, request)
 
 
-@router.get("/procedures", responses=_errors(e503=UNAVAILABLE))
+@router.get("/procedures", responses={**_ok("procedures"), **_errors(e503=UNAVAILABLE)})
 def list_procedures(searcher: SearcherDep) -> ProceduresPublic:
     """List the indexed procedures with their ids, codes and titles."""
     data = [ProcedureRef.model_validate(p, from_attributes=True) for p in searcher.procedures]
@@ -356,12 +454,24 @@ def list_procedures(searcher: SearcherDep) -> ProceduresPublic:
 
 @router.get(
     "/procedures/{procedure_id}",
-    responses=_errors(e404="No procedure has this id.", e422="Not a well-formed procedure id.", e503=UNAVAILABLE),
+    response_model=ProcedurePublic,
+    responses={
+        **_ok("procedure", **{"text/html": {"example": "<!doctype html>…"}}),
+        **_errors(e404="No procedure has this id.", e422="Not a well-formed procedure id.", e503=UNAVAILABLE),
+    },
 )
 def get_procedure(
-    searcher: SearcherDep, procedure_id: Annotated[str, Path(pattern=PROCEDURE_ID, examples=["cpt-22849"])]
-) -> ProcedurePublic:
-    """Show one procedure with the text of all its sections, in document order."""
+    request: Request,
+    response: Response,
+    service: ServiceDep,
+    procedure_id: Annotated[str, Path(pattern=PROCEDURE_ID, openapi_examples=_examples("cpt-22849"))],
+) -> Response | ProcedurePublic:
+    """Show one procedure with the text of all its sections; a browser gets it as a page."""
+    if prefers_html(request.headers.get("accept", "")):
+        # the page fetches this same address as JSON, so it also shows 404 and 503 readably
+        return page("procedure.html", vary=True)
+    response.headers["Vary"] = "Accept"
+    searcher = served_searcher(service)
     info = searcher.procedure(procedure_id)
     sections = [_section(searcher.passages[i]) for i in info.passage_ids]
     return ProcedurePublic(
@@ -369,13 +479,13 @@ def get_procedure(
     )
 
 
-@router.get("/health")
+@router.get("/health", responses=_ok("health"))
 def health() -> HealthPublic:
     """Report that the process is alive."""
     return HealthPublic()
 
 
-@router.get("/ready", responses=_errors(e503=UNAVAILABLE))
+@router.get("/ready", responses={**_ok("ready"), **_errors(e503=UNAVAILABLE)})
 def ready(searcher: SearcherDep) -> ReadyPublic:
     """Report the index version being served, or 503 while there is none."""
     manifest = {key: value for key, value in searcher.data.manifest.items() if key not in MANIFEST_OMIT}
@@ -391,12 +501,15 @@ def ready(searcher: SearcherDep) -> ReadyPublic:
 @router.post(
     "/admin/reload",
     dependencies=[Depends(require_admin)],
-    responses=_errors(
-        e401="The bearer token is missing or wrong.",
-        e404="Admin routes are disabled (no PROCQA_ADMIN_TOKEN).",
-        e409="The new version was refused; the old one is still served.",
-        e503="No version could be loaded and none is served.",
-    ),
+    responses={
+        **_ok("reload"),
+        **_errors(
+            e401="The bearer token is missing or wrong.",
+            e404="Admin routes are disabled (no PROCQA_ADMIN_TOKEN).",
+            e409="The new version was refused; the old one is still served.",
+            e503="No version could be loaded and none is served.",
+        ),
+    },
 )
 def reload(service: ServiceDep) -> ReloadPublic:
     """Serve the index version CURRENT names, keeping the old one if it cannot be loaded."""
@@ -409,6 +522,133 @@ def reload(service: ServiceDep) -> ReloadPublic:
             raise
         raise HTTPException(409, f"reload refused, still serving {previous}: {error}") from error
     return ReloadPublic(version=version, previous=previous, changed=version != previous)
+
+
+# Pages for people, /docs and /metrics: outside the OpenAPI document, which describes the JSON API.
+
+
+def _quality(accept: str, media: str) -> float:
+    """The q the Accept header gives `media`, from its most specific matching range."""
+    best, specificity = 0.0, -1
+    family = media.split("/")[0] + "/*"
+    for part in accept.lower().split(","):
+        name, *params = (piece.strip() for piece in part.split(";"))
+        rank = {media: 2, family: 1, "*/*": 0}.get(name, -1)
+        if rank <= specificity:
+            continue
+        q = next((value for key, _, value in (p.partition("=") for p in params) if key.strip() == "q"), "1")
+        try:
+            best, specificity = float(q), rank
+        except ValueError:
+            continue
+    return best
+
+
+def prefers_html(accept: str) -> bool:
+    """Whether a client (a browser navigating) ranks text/html above JSON; `*/*` gets JSON."""
+    return _quality(accept, "text/html") > _quality(accept, "application/json")
+
+
+def page(name: str, *, vary: bool = False) -> FileResponse:
+    headers = {**PAGE_HEADERS, "Vary": "Accept"} if vary else PAGE_HEADERS
+    return FileResponse(STATIC / name, media_type="text/html; charset=utf-8", headers=headers)
+
+
+pages = APIRouter(include_in_schema=False)
+
+
+@pages.get("/")
+def search_page() -> FileResponse:
+    """The search page."""
+    return page("index.html")
+
+
+@pages.get("/docs")
+def docs_page(request: Request) -> HTMLResponse:
+    """Swagger UI on this service's OpenAPI document, from vendored assets only."""
+    root = request.scope.get("root_path", "").rstrip("/")
+    return get_swagger_ui_html(
+        openapi_url=f"{root}{request.app.openapi_url}",
+        title="procqa API",
+        swagger_js_url=f"{root}/static/swagger/swagger-ui-bundle.js",
+        swagger_css_url=f"{root}/static/swagger/swagger-ui.css",
+        swagger_favicon_url=f"{root}/static/favicon.svg",
+        swagger_ui_parameters={"validatorUrl": None},
+    )
+
+
+@pages.get("/metrics")
+def metrics_text(request: Request) -> Response:
+    """Prometheus metrics of this app."""
+    metrics: Metrics = request.app.state.metrics
+    return Response(metrics.render(), media_type=metrics.content_type)
+
+
+def route_template(scope: Scope, routes: Iterable[BaseRoute]) -> str:
+    """The template of the route a request is for (`/procedures/{procedure_id}`), never its raw path;
+    a full match wins over a partial one (a known path with another method)."""
+    partial = None
+    for route in routes:
+        match, _ = route.matches(scope)
+        if match is Match.FULL:
+            return getattr(route, "path", UNMATCHED)
+        if match is Match.PARTIAL and partial is None:
+            partial = route
+    return getattr(partial, "path", UNMATCHED)
+
+
+def leaf_routes(app: FastAPI) -> list[BaseRoute]:
+    """The app's routes that have a template: those of its routers, then its own and its mounts."""
+    return [*router.routes, *pages.routes, *(r for r in app.routes if isinstance(r, Route | Mount))]
+
+
+class RequestMetrics:
+    """Count and time every HTTP request by route template and status, and log it when asked."""
+
+    def __init__(self, app: ASGIApp, *, metrics: Metrics, routes: Callable[[], list[BaseRoute]], log: bool) -> None:
+        self.app = app
+        self.metrics = metrics
+        self.routes = routes()  # built at startup, when every route is in place
+        self.log = log
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = time.perf_counter()
+        # matched before the app runs: routing rewrites the scope (a mount moves `root_path`)
+        route = route_template(scope, self.routes)
+        status = 500  # what the server answers when the app raises before it starts a response
+
+        async def sending(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+            await send(message)
+
+        try:
+            await self.app(scope, receive, sending)
+        finally:
+            seconds = time.perf_counter() - started
+            self.metrics.observe(scope["method"], route, status, seconds)
+            if self.log:
+                ms = round(seconds * 1000, 2)
+                extra = {"method": scope["method"], "route": route, "status": status, "ms": ms}
+                access_log.info("%s %s %d %.2fms", scope["method"], route, status, ms, extra=extra)
+
+
+def index_facts(app: FastAPI) -> IndexFacts | None:
+    """What /metrics reports about the served index; None while there is none."""
+    service: Service | None = getattr(app.state, "service", None)
+    if service is None or not service.ready:
+        return None
+    searcher = service.searcher()
+    return IndexFacts(
+        version=searcher.data.version,
+        model=str(searcher.data.manifest.get("model", "")),
+        procedures=len(searcher.procedures),
+        passages=len(searcher.passages),
+    )
 
 
 async def on_procqa_error(request: Request, error: Exception) -> JSONResponse:
@@ -452,16 +692,21 @@ def create_app(settings: Settings, *, embedder: Embedder | None = None) -> FastA
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        app.state.service = open_service(settings, embedder)
-        yield
+        with json_logs() if settings.log_json else nullcontext():
+            app.state.service = open_service(settings, embedder)
+            with watching(app.state.service):  # polls CURRENT and reloads on SIGHUP under `procqa serve`
+                yield
 
     app = FastAPI(
         title="procqa",
         version=__version__,
         summary="Semantic search and question answering over medical procedure documents.",
         lifespan=lifespan,
+        docs_url=None,
+        redoc_url=None,
     )
     app.state.settings = settings
+    app.state.metrics = Metrics(version=__version__, index=lambda: index_facts(app))
     app.add_middleware(BodyLimit, limit=MAX_BODY_BYTES)
     if settings.cors_origins:
         app.add_middleware(
@@ -473,5 +718,11 @@ def create_app(settings: Settings, *, embedder: Embedder | None = None) -> FastA
     app.add_exception_handler(ProcqaError, on_procqa_error)
     app.add_exception_handler(RequestValidationError, on_validation_error)
     app.add_exception_handler(StarletteHTTPException, on_http_error)
+    # added last, so it is outermost and sees every answer, 413s and CORS preflights included
+    app.add_middleware(
+        RequestMetrics, metrics=app.state.metrics, routes=lambda: leaf_routes(app), log=settings.log_json
+    )
     app.include_router(router)
+    app.include_router(pages)
+    app.mount("/static", StaticFiles(directory=STATIC), name="static")
     return app

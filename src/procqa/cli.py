@@ -174,7 +174,7 @@ def parser() -> argparse.ArgumentParser:
     serve = sub.add_parser("serve", help="run the HTTP service")
     serve.add_argument("--host")
     serve.add_argument("--port", type=int)
-    serve.add_argument("--index")
+    serve.add_argument("--index", type=Path)  # model_copy does not validate, so convert here
     serve.set_defaults(run=cmd_serve)
     search = sub.add_parser("search", help="ask a question from the command line")
     search.add_argument("question")

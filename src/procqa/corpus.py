@@ -38,11 +38,15 @@ def read_corpus(folder: Path, *, max_bytes: int = 2_000_000) -> Corpus:
     problems: list[ParseError] = []
     for path in document_paths(folder):
         shown = path.relative_to(folder.parent) if folder.parent != Path() else path
-        size = path.stat().st_size
-        if size > max_bytes:
-            problems.append(ParseError(shown, 1, f"file is {size:,} bytes, over the {max_bytes:,}-byte limit"))
+        try:
+            size = path.stat().st_size
+            if size > max_bytes:
+                problems.append(ParseError(shown, 1, f"file is {size:,} bytes, over the {max_bytes:,}-byte limit"))
+                continue
+            data = path.read_bytes()
+        except OSError as error:  # unreadable, or removed since it was listed
+            problems.append(ParseError(shown, 0, f"cannot be read: {error.strerror or error}"))
             continue
-        data = path.read_bytes()
         digest.update(str(shown).encode() + b"\0" + hashlib.sha256(data).digest())
         parsed, errors = parse_file(shown, data)
         problems += errors

@@ -26,7 +26,7 @@ STOPS = re.compile(
     r"while|to fix|for short)\b",
     re.I,
 )
-LEADING = re.compile(r"^(?:(?:a|an|the|simply|just|usually|often|also|getting|having|its|their)\s+)+", re.I)
+LEADING = re.compile(r"^(?:(?:a|an|the|simply|just|usually|often|also|getting|having|its|their|your|my)\s+)+", re.I)
 WORD = re.compile(r"[a-z0-9]+(?:'[a-z]+)?")
 CODE = re.compile(r"\b[A-Z0-9]{5,7}\b")
 STOPWORDS = frozenset(

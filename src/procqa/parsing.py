@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Iterable, Iterator
+from datetime import date
 from pathlib import Path
 from typing import Any
 
@@ -28,6 +29,7 @@ BULLET = re.compile(r"^\s*(?:[-*+\u2022]|\d+[.)])\s+(?P<text>.*)$")
 LABEL = re.compile(r"^(?P<label>[A-Z][A-Za-z0-9/&,()' -]{0,48}?)\s*:\s+(?P<text>\S.*)$")
 SENTENCE_END = re.compile(r"(?<=[.!?])\s+(?=[A-Z0-9\"'(])")
 EMPHASIS = re.compile(r"(\*\*|__|`)")
+SCALARS = (str, int, float, date)
 
 
 def normalise_system(system: str | None) -> str | None:
@@ -50,16 +52,18 @@ def procedure_id(title: str, code: str | None, code_system: str | None) -> str:
 
 
 def decode(path: str | Path, data: bytes) -> str:
-    """UTF-8 text with any BOM removed; binary or undecodable files raise ParseError."""
-    if not data.strip():
-        raise ParseError(path, 1, "the file is empty")
+    """UTF-8 text with any BOM removed; binary, undecodable or blank files raise ParseError."""
     if b"\x00" in data:
         raise ParseError(path, data[: data.index(b"\x00")].count(b"\n") + 1, "binary file")
     try:
-        return data.decode("utf-8-sig")
+        text = data.decode("utf-8-sig")
     except UnicodeDecodeError as error:
         line = data[: error.start].count(b"\n") + 1
         raise ParseError(path, line, "not UTF-8 text; save the file as UTF-8") from None
+    # after decoding, so a lone BOM or Unicode spaces (U+3000, U+001F) count as empty too
+    if not text.strip():
+        raise ParseError(path, 1, "the file is empty")
+    return text
 
 
 def split_sentences(text: str) -> list[str]:
@@ -163,9 +167,10 @@ def _front_matter(path: str | Path, lines: list[str]) -> tuple[dict[str, Any], i
         return {}, 0
     for end in range(1, len(lines)):
         if lines[end].strip() in ("---", "..."):
+            # ValueError: an integer of over 4300 digits; RecursionError: values nested too deep
             try:
                 meta = yaml.safe_load("\n".join(lines[1:end])) or {}
-            except yaml.YAMLError as error:
+            except (yaml.YAMLError, ValueError, RecursionError) as error:
                 raise ParseError(path, 1, f"front matter is not valid YAML: {error}") from None
             if not isinstance(meta, dict):
                 raise ParseError(path, 1, "front matter must be a mapping of keys to values")
@@ -173,16 +178,21 @@ def _front_matter(path: str | Path, lines: list[str]) -> tuple[dict[str, Any], i
     raise ParseError(path, 1, "front matter opened with '---' is never closed")
 
 
-def _text_field(meta: dict[str, Any], key: str) -> str | None:
+def _text_field(path: str | Path, meta: dict[str, Any], key: str) -> str | None:
     value = meta.get(key)
-    return str(value).strip() or None if value is not None else None
+    if value is None:
+        return None
+    # YAML anchors let a few bytes name a list of millions of items; only scalars become text
+    if not isinstance(value, SCALARS):
+        raise ParseError(path, 1, f"front matter '{key}' must be text, not a {type(value).__name__}")
+    return str(value).strip() or None
 
 
 def _aliases(value: Any) -> tuple[str, ...]:
     if isinstance(value, str):
         return (value,)
     if isinstance(value, list):
-        return tuple(str(v) for v in value if str(v).strip())
+        return tuple(str(v) for v in value if isinstance(v, SCALARS) and str(v).strip())
     return ()
 
 
@@ -191,7 +201,7 @@ def parse_markdown(path: str | Path, text: str) -> Procedure:
     '## Section' headings (kept as written unless they are a known variant)."""
     lines = text.splitlines()
     meta, first = _front_matter(path, lines)
-    title = _text_field(meta, "title")
+    title = _text_field(path, meta, "title")
     spans: list[tuple[str, str, int, list[str], int]] = []
     label: str | None = None
     for number, raw in enumerate(lines[first:], start=first + 1):
@@ -213,8 +223,8 @@ def parse_markdown(path: str | Path, text: str) -> Procedure:
         raise ParseError(path, first + 1, "no title: add a '# Title' line or 'title:' front matter")
     if not spans:
         raise ParseError(path, first + 1, "no '## Section' headings found")
-    code = _text_field(meta, "code")
-    system = normalise_system(_text_field(meta, "code_system"))
+    code = _text_field(path, meta, "code")
+    system = normalise_system(_text_field(path, meta, "code_system"))
     if not code:
         code, system = _code_from_name(path)
     return Procedure(
@@ -224,16 +234,19 @@ def parse_markdown(path: str | Path, text: str) -> Procedure:
         code_system=(system or "CPT") if code else None,
         sections=_sections(path, spans),
         source=str(path),
-        name=_text_field(meta, "name"),
+        name=_text_field(path, meta, "name"),
         aliases=_aliases(meta.get("aliases")),
     )
 
 
 def _jsonl_record(path: str | Path, number: int, line: str) -> Procedure:
+    # ValueError: an integer of over 4300 digits; RecursionError: arrays nested too deep
     try:
         record = json.loads(line)
     except json.JSONDecodeError as error:
         raise ParseError(path, number, f"not valid JSON: {error.msg}") from None
+    except (ValueError, RecursionError) as error:
+        raise ParseError(path, number, f"not usable JSON: {error}") from None
     if not isinstance(record, dict):
         raise ParseError(path, number, "each line must be a JSON object")
     title = str(record.get("title") or "").strip()

@@ -29,11 +29,10 @@ class Weights:
     dense: float = 1.0
     identity: float = 1.0
     lexical: float = 0.2
-    procedure: float = 1.5
-    section: float = 2.0
+    procedure: float = 2.0
+    section: float = 1.5
     unit: float = 1.5
     code: float = 2.0
-    temperature: float = 0.05
 
 
 @dataclass(frozen=True)
@@ -72,7 +71,7 @@ class Searcher:
             ],
             dtype=np.int64,
         )
-        self.intent = SectionIntent(data.intent_labels, data.intents, temperature=self.weights.temperature)
+        self.intent = SectionIntent(data.intent_labels, data.intents)
         self.sections = tuple(sorted({p.section for p in self.passages}))
         section_pos = {name: i for i, name in enumerate(self.intent.names)}
         self.passage_section = np.array([section_pos.get(p.section, -1) for p in self.passages], dtype=np.int64)
@@ -122,7 +121,7 @@ class Searcher:
         top = float(lexical.max()) if lexical.size else 0.0
         lexical = lexical / top if top > 0 else lexical
         procedure = named[self.passage_procedure]
-        probabilities = np.array(list(self.intent.probabilities(rest).values()), dtype=np.float32)
+        probabilities = self.intent.probabilities(rest)
         section = np.where(self.passage_section >= 0, probabilities[self.passage_section], 0.0)
         unit_sims = np.asarray(self.data.units) @ rest
         unit = np.maximum.reduceat(unit_sims, self.data.unit_offsets[:-1]) if unit_sims.size else 0.0

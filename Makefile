@@ -1,0 +1,50 @@
+# procqa task runner. `make serve` and `make test` set everything up on a fresh machine.
+VENV ?= .venv
+PY := $(VENV)/bin/python
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+PYTHON ?= python3
+
+.PHONY: install serve index test lint format eval bench loadtest browser-deps clean
+
+$(STAMP): pyproject.toml
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	# the CPU build of torch first, so sentence-transformers does not pull a CUDA one
+	$(PY) -m pip install --quiet "torch==2.13.0" || $(PY) -m pip install --quiet torch
+	$(PY) -m pip install --quiet -e ".[dev]"
+	touch $(STAMP)
+
+install: $(STAMP) ## create .venv and install procqa with its dev tools
+
+index: $(STAMP) ## build the index of corpus/ when there is none (`procqa index` updates it)
+	test -f index/CURRENT || $(BIN)/procqa index --corpus corpus --out index
+
+serve: index ## serve the shipped corpus at http://127.0.0.1:8000
+	$(BIN)/procqa serve
+
+browser-deps: ## headless Chromium and its driver for the browser test (Debian packages)
+	@if [ -x /usr/bin/chromium ] && [ -x /usr/bin/chromedriver ]; then :; \
+	else apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver; fi
+
+test: $(STAMP) browser-deps ## run the whole test suite
+	$(BIN)/pytest -q
+
+lint: $(STAMP)
+	$(BIN)/ruff check src tests scripts
+	$(BIN)/ruff format --check src tests scripts
+
+format: $(STAMP)
+	$(BIN)/ruff check --fix src tests scripts
+	$(BIN)/ruff format src tests scripts
+
+eval: index ## score the service on eval/questions.jsonl against the baselines
+	$(BIN)/procqa eval --questions eval/questions.jsonl --index index --out reports
+
+bench: index ## latency, throughput and memory benchmarks
+	$(PY) scripts/bench.py
+
+loadtest: index ## 60 s of mixed valid and hostile traffic on loopback
+	$(PY) scripts/loadtest.py --spawn-index index
+
+clean:
+	rm -rf $(VENV) reports .pytest_cache .ruff_cache
