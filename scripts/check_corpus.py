@@ -13,8 +13,18 @@ from collections import defaultdict
 from pathlib import Path
 
 HEADINGS = [
-    "Summary", "Purpose", "Indications", "Preparation", "Procedure Description", "Duration",
-    "Setting", "Personnel", "Risks and Complications", "Benefits", "Recovery", "Alternatives",
+    "Summary",
+    "Purpose",
+    "Indications",
+    "Preparation",
+    "Procedure Description",
+    "Duration",
+    "Setting",
+    "Personnel",
+    "Risks and Complications",
+    "Benefits",
+    "Recovery",
+    "Alternatives",
     "Patient Experience",
 ]
 REQUIRED_LABELS = {

@@ -7,7 +7,7 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -128,7 +128,7 @@ def edit_passage(path: Path) -> None:
     path.write_text("".join(lines), "utf-8")
 
 
-DAMAGE = {
+DAMAGE: dict[str, tuple[str, Callable[[Path], object], str]] = {
     "truncated dense.faiss": ("dense.faiss", truncate, "checksum mismatch in dense.faiss"),
     "edited passages.jsonl": ("passages.jsonl", edit_passage, "checksum mismatch in passages.jsonl"),
     "deleted vectors.npy": ("vectors.npy", Path.unlink, "missing vectors.npy"),

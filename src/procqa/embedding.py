@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import threading
 from collections.abc import Sequence
 from functools import cached_property
 from pathlib import Path
@@ -37,6 +38,9 @@ class SentenceTransformerEmbedder:
     def __init__(self, model_path: str | None = None, *, batch_size: int = 64) -> None:
         self.model_path = model_path or bundled_model_path()
         self.batch_size = batch_size
+        # one model call at a time: torch already spreads each call over the cores, and
+        # concurrent calls on a small machine only make every request wait longer
+        self._lock = threading.Lock()
 
     @cached_property
     def model(self):  # type: ignore[no-untyped-def]
@@ -61,18 +65,19 @@ class SentenceTransformerEmbedder:
 
     @cached_property
     def dimension(self) -> int:
-        return int(self.model.get_sentence_embedding_dimension())
+        return int(self.model.get_embedding_dimension())
 
     def embed(self, texts: Sequence[str]) -> np.ndarray:
         if not texts:
             return np.zeros((0, self.dimension), dtype=np.float32)
-        vectors = self.model.encode(
-            list(texts),
-            batch_size=self.batch_size,
-            normalize_embeddings=True,
-            convert_to_numpy=True,
-            show_progress_bar=False,
-        )
+        with self._lock:
+            vectors = self.model.encode(
+                list(texts),
+                batch_size=self.batch_size,
+                normalize_embeddings=True,
+                convert_to_numpy=True,
+                show_progress_bar=False,
+            )
         return np.ascontiguousarray(vectors, dtype=np.float32)
 
 

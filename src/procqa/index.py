@@ -44,6 +44,7 @@ FLAT_MAX = 50_000  # more passages than this get an approximate dense index (see
 IVF_TRAIN_PER_LIST = 40  # k-means sample per inverted list; faiss warns below 39
 IVF_TRAIN_ITERATIONS = 10
 IVF_MIN_NPROBE = 16  # lists scanned per query; recall@10 stopped rising at 8-16 on clustered vectors
+BATCHES_PER_CALL = 32
 RERANK = 4  # approximate candidates per wanted result that `nearest` rescores exactly
 Progress = Callable[[int], None]
 
@@ -182,8 +183,11 @@ def _embed_cached(
     keys = [content_key(t, embedder.model_id) for t in texts]
     missing = sorted({k: i for i, k in enumerate(keys) if k not in cache}.values())
     fresh: list[np.ndarray] = []
-    for start in range(0, len(missing), batch):
-        chunk = missing[start : start + batch]
+    # many batches per call: the model sorts a call's texts by length, so its batches pad little;
+    # calls of one batch each, in corpus order, embedded 2.7 times slower
+    step = batch * BATCHES_PER_CALL
+    for start in range(0, len(missing), step):
+        chunk = missing[start : start + step]
         fresh.append(np.asarray(embedder.embed([texts[i] for i in chunk]), dtype=np.float32))
         if progress:
             progress(len(chunk))
@@ -214,13 +218,19 @@ def dense_index(
     nlist = max(1, min(round(4 * count**0.5), count // IVF_TRAIN_PER_LIST))
     lists = np.full(count, -1, dtype=np.int64)
     old = _ivf(previous[0]) if previous else None
-    if old is not None and previous and old.d == dimension and old.nlist / 2 <= nlist <= old.nlist * 2:
+    if (
+        old is not None
+        and previous
+        and len(keys) == count
+        and old.d == dimension
+        and old.nlist / 2 <= nlist <= old.nlist * 2
+    ):
         lists = _old_lists(old, previous[1], keys)
     if (lists >= 0).sum() * 2 < count or old is None:
         index = _trained_ivf(vectors, nlist)
         lists[:] = -1
     else:
-        index = _retrained_from(old)
+        index = _empty_like(old)
     missing = np.flatnonzero(lists < 0)
     for start in range(0, missing.size, 2**16):
         rows = missing[start : start + 2**16]
@@ -251,7 +261,7 @@ def _trained_ivf(vectors: np.ndarray, nlist: int) -> faiss.IndexIVFScalarQuantiz
     return index
 
 
-def _retrained_from(old: faiss.IndexIVFScalarQuantizer) -> faiss.IndexIVFScalarQuantizer:
+def _empty_like(old: faiss.IndexIVFScalarQuantizer) -> faiss.IndexIVFScalarQuantizer:
     """An empty inverted file with the centroids and code ranges of `old`."""
     quantizer = faiss.IndexFlatIP(old.d)
     quantizer.add(old.quantizer.reconstruct_n(0, old.nlist))

@@ -14,6 +14,14 @@ from procqa.search import Searcher
 from procqa.settings import Settings
 
 
+def limit_blas_threads() -> None:
+    """Numpy's BLAS threads fight torch's for the same cores: queries slow from ~10 ms to
+    ~250 ms on two cores (scripts/bench.py). The scoring products are small, one thread is best."""
+    from threadpoolctl import threadpool_limits
+
+    threadpool_limits(limits=1)
+
+
 @dataclass
 class Service:
     """Holds the searcher being served; a reload swaps it in one assignment, so requests in
@@ -28,6 +36,7 @@ class Service:
     @classmethod
     def open(cls, settings: Settings, embedder: Embedder | None = None) -> Service:
         """A service on the configured index; raises when no index can be loaded."""
+        limit_blas_threads()
         service = cls(settings, embedder or SentenceTransformerEmbedder(settings.model_path))
         service.reload()
         return service

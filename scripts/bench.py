@@ -1,0 +1,609 @@
+"""Benchmark procqa: build and rebuild time, query latency in-process and over HTTP, throughput,
+memory and cold start, on the sample corpus and on synthetic corpora of given sizes.
+
+    python scripts/bench.py                                  # sample corpus (real model) + 1k synthetic
+    python scripts/bench.py --sizes 1000,10000,100000 --no-sample --seconds 5
+
+Each row: a corpus is written (scripts/make_synthetic_corpus.py), indexed from scratch, 1%
+of its documents are edited and it is indexed again; queries (eval/questions.jsonl) are
+timed in-process, then against a server subprocess on a loopback port (cold start, latency,
+QPS at concurrency 1, 8 and 32 for --seconds each, resident memory from /proc).
+
+Corpora of more than --random-vectors-above procedures (default 100: only the sample
+corpus uses the model) get random unit vectors, seeded by a hash of each text, instead of
+embeddings: embedding 13 passages and ~33 answer units per procedure takes about 10
+minutes per thousand procedures on two cores. Queries are still embedded by the real model,
+so latencies include it, but rankings on random vectors mean nothing.
+
+Two searchers are timed: `shipped` (procqa.search.Searcher as it is, which scores every
+passage and unit; skipped above --shipped-max procedures) and `candidates`, the change
+proposed for search.py, prototyped here: FAISS top-N by the residual query vector, BM25
+top-N and every passage of the best procedures by procedure-level score (the query named
+them, or their Summary is close to the query) form the candidates, and the fused
+score is computed for those only. Its overlap with the shipped top 10 is reported.
+
+Math libraries run on one thread (threadpoolctl here, *_NUM_THREADS=1 for the server): on
+two busy cores their worker threads made a query's model call 40 times slower. One server
+run with default threads is timed too, to show it. Results: a Markdown table on stdout and
+JSON in reports/bench.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import gc
+import hashlib
+import json
+import os
+import random
+import shutil
+import socket
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT / "scripts"))
+
+from make_synthetic_corpus import read_source, write_corpus  # noqa: E402
+
+from procqa.documents import Hit  # noqa: E402
+from procqa.index import nearest  # noqa: E402
+from procqa.matching import CODE_WORDS, WORD, ProcedureMatcher, _close, words  # noqa: E402
+from procqa.search import Searcher  # noqa: E402
+
+DIMENSION = 384
+RANDOM_MODEL = "random-unit-384@1"
+DENSE_CANDIDATES = 100
+LEXICAL_CANDIDATES = 100
+TOP_PROCEDURES = 20  # all passages of this many best procedures (by name and by Summary) join the candidates
+LEVELS = (1, 8, 32)
+
+
+# Embedders
+
+
+class RandomEmbedder:
+    """Unit vectors from a hash of each text (splitmix64 counters): no model, and the same text
+    always gets the same vector, so incremental builds reuse them as they would embeddings."""
+
+    model_id = RANDOM_MODEL
+    dimension = DIMENSION
+
+    def embed(self, texts: Sequence[str]) -> np.ndarray:
+        seeds = np.array(
+            [int.from_bytes(hashlib.blake2b(t.encode(), digest_size=8).digest(), "little") for t in texts],
+            dtype=np.uint64,
+        )
+        z = seeds[:, None] + np.arange(1, self.dimension + 1, dtype=np.uint64) * np.uint64(0x9E3779B97F4A7C15)
+        z = (z ^ (z >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
+        z = (z ^ (z >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
+        z = z ^ (z >> np.uint64(31))
+        out = (z >> np.uint64(11)).astype(np.float64) * 2.0**-52 - 1.0
+        return (out / np.linalg.norm(out, axis=1, keepdims=True)).astype(np.float32)
+
+
+class QueryModel:
+    """The real model for queries, answering to the random index's model id."""
+
+    def __init__(self, model_id: str) -> None:
+        from procqa.embedding import SentenceTransformerEmbedder
+
+        self.inner = SentenceTransformerEmbedder()
+        self.model_id = model_id
+        self.dimension = DIMENSION
+        self.seconds = 0.0
+
+    def embed(self, texts: Sequence[str]) -> np.ndarray:
+        started = time.perf_counter()
+        try:
+            return self.inner.embed(texts)
+        finally:
+            self.seconds += time.perf_counter() - started
+
+
+# The candidate-generation searcher proposed for search.py
+
+
+class SparseMatcher:
+    """ProcedureMatcher.scores and .residual with the same results, but looking only at the
+    names that contain a matched word instead of every name of every procedure."""
+
+    def __init__(self, matcher: ProcedureMatcher) -> None:
+        self.matcher = matcher
+        self.by_word: dict[str, list[int]] = {}
+        self.by_procedure: list[list[int]] = [[] for _ in range(matcher.size)]
+        for number, name in enumerate(matcher.names):
+            for word in set(name.words):
+                self.by_word.setdefault(word, []).append(number)
+            self.by_procedure[name.procedure].append(number)
+        self.totals = np.array([sum(matcher.idf[w] for w in n.words) for n in matcher.names])
+
+    def scores(self, query: str) -> np.ndarray:
+        matched = self.matcher._word_matches(words(query))
+        out = np.zeros(self.matcher.size, dtype=np.float32)
+        for number in {n for w in matched for n in self.by_word.get(w, ())}:
+            name = self.matcher.names[number]
+            got = sum(self.matcher.idf[w] * matched.get(w, 0.0) for w in name.words)
+            out[name.procedure] = max(out[name.procedure], got / self.totals[number])
+        return out
+
+    def residual(self, query: str, scores: np.ndarray, *, threshold: float = 0.5) -> str:
+        cut = max(threshold, 0.9 * float(scores.max(initial=0.0)))
+        named = {
+            w
+            for procedure in np.flatnonzero(scores >= cut)
+            for number in self.by_procedure[procedure]
+            for w in self.matcher.names[number].words
+        }
+        codes = {c for c in self.matcher.codes if c in query.upper()}
+        kept = []
+        for token in query.split():
+            bare = WORD.findall(token.lower())
+            if codes and (token.upper().strip(".,?!:") in codes or token.lower() in CODE_WORDS):
+                continue
+            if bare and all(_close(b, named) for b in bare):
+                continue
+            kept.append(token)
+        return " ".join(kept)
+
+    def code_matches(self, query: str) -> list[int]:
+        return self.matcher.code_matches(query)
+
+
+class IndexedSearcher(Searcher):
+    """Searcher with its per-procedure passage lookup from a dict rather than a scan of every
+    passage per procedure (quadratic: about 1.6 hours of construction at 100k procedures)."""
+
+    def _passages_of(self, procedure_id: str) -> list[int]:
+        if not hasattr(self, "_by_procedure"):
+            grouped: dict[str, list[int]] = {}
+            for passage in self.passages:
+                grouped.setdefault(passage.procedure_id, []).append(passage.id)
+            self._by_procedure = grouped
+        return self._by_procedure.get(procedure_id, [])
+
+
+class CandidateSearcher(IndexedSearcher):
+    """The fused score of Searcher.scores, computed only for candidate passages."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.matcher = SparseMatcher(self.matcher)  # type: ignore[assignment]
+        self.identity_vectors = np.ascontiguousarray(self.vectors[self.identity_rows], dtype=np.float32)
+
+    def candidates(
+        self, query: str, named: np.ndarray, vector: np.ndarray, rest: np.ndarray
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Candidate passage rows, and the BM25 score of every passage."""
+        _, dense = nearest(self.data.dense, self.vectors, rest, DENSE_CANDIDATES)
+        bm25 = self.data.lexical.scores(query)
+        lexical = (
+            np.argpartition(-bm25, LEXICAL_CANDIDATES)[:LEXICAL_CANDIDATES]
+            if bm25.size > LEXICAL_CANDIDATES
+            else np.arange(bm25.size)
+        )
+        lexical = lexical[bm25[lexical] > 0]
+        # the per-procedure part of the fused score: how well the query names the procedure and
+        # how close it is to the procedure's Summary
+        fit = self.weights.procedure * named + self.weights.identity * (self.identity_vectors @ vector)
+        best = (
+            np.argpartition(-fit, TOP_PROCEDURES)[:TOP_PROCEDURES] if fit.size > TOP_PROCEDURES else np.arange(fit.size)
+        )
+        own = [i for p in best for i in self.procedures[p].passage_ids]
+        rows = np.unique(np.concatenate([dense[0][dense[0] >= 0], lexical, np.array(own, dtype=np.int64)]))
+        return rows.astype(np.int64), bm25
+
+    def search(self, query: str, *, k: int = 10, code: str | None = None, section: str | None = None) -> list[Hit]:
+        w = self.weights
+        named, vector, rest = self.understand(query)
+        rows, bm25 = self.candidates(query, named, vector, rest)
+        if code is not None:
+            rows = rows[[self.procedures[self.passage_procedure[r]].code == code for r in rows]]
+        if section is not None:
+            rows = rows[[self.passages[r].section == section for r in rows]]
+        if rows.size == 0:
+            return []
+        candidates = np.asarray(self.vectors[rows], dtype=np.float32)
+        procedures = self.passage_procedure[rows]
+        identity = self.identity_vectors[procedures] @ vector
+        top = float(bm25.max()) if bm25.size else 0.0
+        lexical = bm25[rows] / top if top > 0 else bm25[rows]
+        found = self.intent.probabilities(rest)  # a dict in older versions of procqa.intent
+        probabilities = np.asarray(list(found.values()) if isinstance(found, dict) else found, dtype=np.float32)
+        sections = self.passage_section[rows]
+        section_score = np.where(sections >= 0, probabilities[sections], 0.0)
+        offsets = self.data.unit_offsets
+        unit = np.array(
+            [
+                float((np.asarray(self.data.units[offsets[r] : offsets[r + 1]]) @ rest).max())
+                if offsets[r + 1] > offsets[r]
+                else 0.0
+                for r in rows
+            ],
+            dtype=np.float32,
+        )
+        scores = (
+            w.dense * (candidates @ rest)
+            + w.identity * identity
+            + w.lexical * lexical
+            + w.procedure * named[procedures]
+            + w.section * section_score
+            + w.unit * unit
+        )
+        best = np.argsort(-scores, kind="stable")[:k]
+        return [self._hit(int(rows[i]), float(scores[i]), rest) for i in best]
+
+
+SEARCHERS: dict[str, type[Searcher]] = {"shipped": Searcher, "candidates": CandidateSearcher}
+
+
+# Measurements
+
+
+def percentiles(samples: Sequence[float]) -> dict[str, float]:
+    values = np.array(samples) * 1000
+    return {f"p{p}_ms": round(float(np.percentile(values, p)), 2) for p in (50, 95, 99)}
+
+
+def rss_mb(pid: int) -> dict[str, float]:
+    """Resident and peak resident memory of a process, from /proc/<pid>/status."""
+    fields = {}
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        name, _, value = line.partition(":")
+        if name in ("VmRSS", "VmHWM"):
+            fields[name] = round(int(value.split()[0]) / 1024, 1)
+    return {"rss_mb": fields.get("VmRSS", 0.0), "peak_rss_mb": fields.get("VmHWM", 0.0)}
+
+
+def questions(count: int) -> list[str]:
+    lines = (ROOT / "eval" / "questions.jsonl").read_text("utf-8").splitlines()
+    texts = [json.loads(line)["question"] for line in lines if line.strip()]
+    random.Random(0).shuffle(texts)
+    return [texts[i % len(texts)] for i in range(count)]
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def edit_one_percent(folder: Path, *, seed: int) -> int:
+    """Add a sentence to the last section of every hundredth document (at least one)."""
+    paths = sorted(folder.glob("*.txt"))
+    chosen = paths[::100][: max(1, len(paths) // 100)]
+    for path in chosen:
+        text = path.read_text("utf-8").rstrip("\n")
+        path.write_text(f"{text}\n- Follow-up: A nurse calls the next day (revision {seed}).\n", "utf-8")
+    return len(chosen)
+
+
+def time_searches(searcher: Searcher, queries: Sequence[str], *, k: int = 10) -> tuple[list[float], list[list[int]]]:
+    seconds, rankings = [], []
+    for query in queries:
+        started = time.perf_counter()
+        hits = searcher.search(query, k=k)
+        seconds.append(time.perf_counter() - started)
+        rankings.append([h.passage.id for h in hits])
+    return seconds, rankings
+
+
+def overlap(a: Sequence[Sequence[int]], b: Sequence[Sequence[int]]) -> dict[str, float]:
+    at10 = [len(set(x) & set(y)) / max(1, len(y)) for x, y in zip(a, b, strict=True)]
+    top1 = [bool(x and y and x[0] == y[0]) for x, y in zip(a, b, strict=True)]
+    return {"overlap@10": round(float(np.mean(at10)), 3), "top1_agreement": round(float(np.mean(top1)), 3)}
+
+
+def in_process(root: Path, model_id: str, queries: Sequence[str], names: Sequence[str]) -> dict[str, Any]:
+    """Query latency of each searcher with the index loaded in this process."""
+    from procqa.index import load
+
+    embedder = QueryModel(model_id)
+    embedder.embed(["warm up"])
+    data = load(root, model_id=model_id, verify=False)
+    out: dict[str, Any] = {}
+    rankings: dict[str, list[list[int]]] = {}
+    for name in names:
+        started = time.perf_counter()
+        searcher = SEARCHERS[name](data, embedder)
+        construct = time.perf_counter() - started
+        time_searches(searcher, queries[:5])
+        embedder.seconds = 0.0
+        seconds, rankings[name] = time_searches(searcher, queries)
+        out[name] = {
+            "construct_s": round(construct, 2),
+            **percentiles(seconds),
+            "model_share": round(embedder.seconds / sum(seconds), 3),
+            "model_ms_per_query": round(embedder.seconds / len(seconds) * 1000, 2),
+        }
+        del searcher
+        gc.collect()
+    if len(rankings) == 2:
+        out["candidates_vs_shipped"] = overlap(rankings["candidates"], rankings["shipped"])
+    return out
+
+
+def serve(root: Path, model_id: str, searcher: str, *, one_thread: bool) -> tuple[subprocess.Popen[bytes], str, float]:
+    """Start a server subprocess; returns it, its URL and the seconds until /ready answered 200."""
+    import httpx
+
+    port = free_port()
+    env = dict(os.environ)
+    for name in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
+        env.pop(name, None)
+        if one_thread:
+            env[name] = "1"
+    command = [sys.executable, __file__, "--serve", str(root), "--port", str(port), "--model-id", model_id]
+    started = time.perf_counter()
+    process = subprocess.Popen([*command, "--searcher", searcher], env=env, stdout=subprocess.DEVNULL)
+    url = f"http://127.0.0.1:{port}"
+    with httpx.Client(base_url=url, timeout=5) as client:
+        while True:
+            if process.poll() is not None:
+                raise RuntimeError(f"server exited with {process.returncode}")
+            try:
+                if client.get("/ready").status_code == 200:
+                    return process, url, time.perf_counter() - started
+            except httpx.TransportError:
+                pass
+            time.sleep(0.05)
+
+
+def http_latency(url: str, queries: Sequence[str]) -> dict[str, Any]:
+    import httpx
+
+    seconds, failed = [], 0
+    with httpx.Client(base_url=url, timeout=60) as client:
+        for query in queries:
+            started = time.perf_counter()
+            ok = client.get("/search", params={"q": query, "k": 10}).status_code == 200
+            seconds.append(time.perf_counter() - started)
+            failed += not ok
+    return {**percentiles(seconds), "failed": failed}
+
+
+def throughput(url: str, queries: Sequence[str], concurrency: int, seconds: float) -> dict[str, Any]:
+    """Searches answered per second by `concurrency` clients in a closed loop for `seconds`."""
+    import httpx
+
+    done, failed, latencies = [0], [0], []
+    lock = threading.Lock()
+    deadline = time.perf_counter() + seconds
+
+    def client_loop(offset: int) -> None:
+        with httpx.Client(base_url=url, timeout=120) as client:
+            n = offset
+            while time.perf_counter() < deadline:
+                started = time.perf_counter()
+                try:
+                    ok = client.get("/search", params={"q": queries[n % len(queries)], "k": 10}).status_code == 200
+                except httpx.HTTPError:
+                    ok = False
+                with lock:
+                    done[0] += ok
+                    failed[0] += not ok
+                    latencies.append(time.perf_counter() - started)
+                n += concurrency
+
+    started = time.perf_counter()
+    threads = [threading.Thread(target=client_loop, args=(i,)) for i in range(concurrency)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    elapsed = time.perf_counter() - started
+    return {"qps": round(done[0] / elapsed, 1), "failed": failed[0], **percentiles(latencies or [0.0])}
+
+
+def over_http(root: Path, model_id: str, searcher: str, queries: Sequence[str], seconds: float) -> dict[str, Any]:
+    process, url, cold = serve(root, model_id, searcher, one_thread=True)
+    try:
+        result: dict[str, Any] = {"searcher": searcher, "cold_start_s": round(cold, 2), **rss_mb(process.pid)}
+        http_latency(url, queries[:5])
+        result["latency"] = http_latency(url, queries)
+        result["qps"] = {str(c): throughput(url, queries, c, seconds) for c in LEVELS}
+        result["after_load"] = rss_mb(process.pid)
+        return result
+    finally:
+        process.terminate()
+        process.wait(30)
+
+
+def default_threads(root: Path, model_id: str, searcher: str, queries: Sequence[str]) -> dict[str, Any]:
+    """Sequential HTTP latency of a server whose math libraries use their default threads."""
+    process, url, cold = serve(root, model_id, searcher, one_thread=False)
+    try:
+        http_latency(url, queries[:3])
+        return {"cold_start_s": round(cold, 2), "latency": http_latency(url, queries)}
+    finally:
+        process.terminate()
+        process.wait(30)
+
+
+def bare_encode(texts: Sequence[str]) -> float:
+    from procqa.embedding import SentenceTransformerEmbedder
+
+    model = SentenceTransformerEmbedder().model
+    model.encode(list(texts[:8]))
+    started = time.perf_counter()
+    model.encode(list(texts), batch_size=64, normalize_embeddings=True, convert_to_numpy=True)
+    return time.perf_counter() - started
+
+
+def bench_corpus(label: str, corpus: Path, work: Path, args: argparse.Namespace) -> dict[str, Any]:
+    from procqa.chunking import chunk
+    from procqa.corpus import read_corpus
+    from procqa.embedding import SentenceTransformerEmbedder
+    from procqa.index import build, load
+    from procqa.intent import intent_texts
+
+    started = time.perf_counter()
+    loaded = read_corpus(corpus)
+    passages = chunk(loaded.procedures)
+    parse_s = time.perf_counter() - started
+    count = len(loaded.procedures)
+    real = count <= args.random_vectors_above
+    embedder: Any = SentenceTransformerEmbedder() if real else RandomEmbedder()
+    if real:
+        embedder.embed(["warm up"])
+    root = work / "index"
+    shutil.rmtree(root, ignore_errors=True)
+    row: dict[str, Any] = {
+        "corpus": label,
+        "procedures": count,
+        "passages": len(passages),
+        "vectors": "model" if real else "random",
+        "parse_s": round(parse_s, 2),
+    }
+    log(f"[{label}] {count} procedures, {len(passages)} passages, {row['vectors']} vectors: full build")
+    full = build(loaded.procedures, passages, embedder, root, full=True, batch_size=64 if real else 8192, keep=2)
+    manifest = load(root, verify=False).manifest
+    row["full_build"] = {
+        "seconds": round(full.seconds, 2),
+        "passages_per_s": round(len(passages) / full.seconds, 1),
+        "stages_s": {k: round(v, 2) for k, v in full.timings.items()},
+        "index_type": manifest["index_type"],
+        "units": manifest["units"],
+    }
+    if real:
+        units = list(dict.fromkeys(u for p in passages for u in p.units))
+        texts = [p.embed_text for p in passages] + units + list(intent_texts({p.section for p in passages})[1])
+        log(f"[{label}] bare model.encode of the same {len(texts)} texts")
+        encode_s = bare_encode(texts)
+        row["full_build"]["encode_passages_per_s"] = round(len(passages) / encode_s, 1)
+        row["full_build"]["throughput_vs_encode"] = round(encode_s / full.seconds, 3)
+    edited = edit_one_percent(corpus, seed=1)
+    loaded = read_corpus(corpus)
+    passages = chunk(loaded.procedures)
+    log(f"[{label}] rebuild after editing {edited} documents")
+    again = build(loaded.procedures, passages, embedder, root, batch_size=64 if real else 8192, keep=2)
+    row["rebuild_1pct"] = {
+        "documents_edited": edited,
+        "seconds": round(again.seconds, 2),
+        "vs_full": round(again.seconds / full.seconds, 3),
+        "stages_s": {k: round(v, 2) for k, v in again.timings.items()},
+        "changed": again.changed,
+        "embedded": again.embedded,
+        "reused": again.reused,
+    }
+    del loaded, passages, embedder
+    gc.collect()
+
+    model_id = manifest["model"]
+    queries = questions(args.queries)
+    names = ["shipped", "candidates"] if count <= args.shipped_max else ["candidates"]
+    log(f"[{label}] in-process queries: {', '.join(names)}")
+    row["in_process"] = in_process(root, model_id, queries, names)
+    gc.collect()
+    log(f"[{label}] over HTTP ({names[0]})")
+    row["http"] = over_http(root, model_id, names[0], queries, args.seconds)
+    if args.default_threads_check:
+        log(f"[{label}] over HTTP with default math-library threads")
+        row["http_default_threads"] = default_threads(root, model_id, names[0], queries[: max(10, args.queries // 4)])
+        args.default_threads_check = False
+    if not args.keep:
+        shutil.rmtree(root, ignore_errors=True)
+    return row
+
+
+def log(message: str) -> None:
+    print(message, file=sys.stderr, flush=True)
+
+
+def table(rows: Sequence[dict[str, Any]]) -> str:
+    head = (
+        "| corpus | procedures | passages | vectors | index | build s (passages/s) | vs encode | rebuild 1% s "
+        "(vs full) | in-process p50/p95/p99 ms | model share | HTTP p50/p95/p99 ms | QPS c=1/8/32 | RSS MB | "
+        "cold start s |"
+    )
+    lines = [head, "|" + "---|" * (head.count("|") - 1)]
+    for r in rows:
+        first = next(iter(r["in_process"].values()))
+        proc = first if "p50_ms" in first else {}
+        http = r["http"]
+        lat = http["latency"]
+        qps = "/".join(str(http["qps"][str(c)]["qps"]) for c in LEVELS)
+        ratio = r["full_build"].get("throughput_vs_encode", "n/a")
+        lines.append(
+            f"| {r['corpus']} | {r['procedures']} | {r['passages']} | {r['vectors']} | "
+            f"{r['full_build']['index_type']} | {r['full_build']['seconds']} ({r['full_build']['passages_per_s']}) | "
+            f"{ratio} | {r['rebuild_1pct']['seconds']} ({r['rebuild_1pct']['vs_full']}) | "
+            f"{proc.get('p50_ms')}/{proc.get('p95_ms')}/{proc.get('p99_ms')} ({next(iter(r['in_process']))}) | "
+            f"{proc.get('model_share')} | {lat['p50_ms']}/{lat['p95_ms']}/{lat['p99_ms']} ({http['searcher']}) | "
+            f"{qps} | {http['after_load']['rss_mb']} | {http['cold_start_s']} |"
+        )
+    return "\n".join(lines)
+
+
+def run_server(args: argparse.Namespace) -> int:
+    """The server half: create_app under uvicorn in the main thread, as `procqa serve` runs it."""
+    import uvicorn
+
+    import procqa.service
+    from procqa.api import create_app
+    from procqa.settings import Settings
+
+    procqa.service.Searcher = SEARCHERS[args.searcher]  # type: ignore[misc]
+    settings = Settings(index=Path(args.serve), _env_file=None)
+    embedder = QueryModel(args.model_id)
+    embedder.embed(["warm up"])
+    uvicorn.run(create_app(settings, embedder=embedder), host="127.0.0.1", port=args.port, log_level="warning")
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--sizes", default="1000", help="synthetic corpus sizes, comma-separated (default 1000)")
+    parser.add_argument("--no-sample", action="store_true", help="skip the sample corpus row")
+    parser.add_argument("--random-vectors-above", type=int, default=100, help="random vectors above this size")
+    parser.add_argument("--shipped-max", type=int, default=1000, help="time the shipped Searcher up to this size")
+    parser.add_argument("--queries", type=int, default=100, help="queries timed sequentially (default 100)")
+    parser.add_argument("--seconds", type=float, default=5.0, help="seconds per QPS level (default 5)")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--work", type=Path, default=Path("/tmp/procqa-bench"), help="scratch folder")
+    parser.add_argument("--out", type=Path, default=ROOT / "reports" / "bench.json")
+    parser.add_argument("--keep", action="store_true", help="keep the indexes in --work")
+    parser.add_argument("--no-default-threads-check", dest="default_threads_check", action="store_false")
+    parser.add_argument("--serve", help=argparse.SUPPRESS)
+    parser.add_argument("--port", type=int, help=argparse.SUPPRESS)
+    parser.add_argument("--model-id", help=argparse.SUPPRESS)
+    parser.add_argument("--searcher", default="shipped", help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    if args.serve:
+        return run_server(args)
+
+    from threadpoolctl import threadpool_limits
+
+    from procqa.embedding import SentenceTransformerEmbedder
+
+    SentenceTransformerEmbedder().embed(["load the model before limiting its threads"])
+    rows: list[dict[str, Any]] = []
+    with threadpool_limits(limits=1):
+        jobs: list[tuple[str, Callable[[Path], None]]] = []
+        if not args.no_sample:
+            jobs.append(("sample", lambda folder: shutil.copytree(ROOT / "corpus", folder)))
+        sources = [read_source(p) for p in sorted((ROOT / "corpus").glob("*.txt"))]
+        for size in (int(s) for s in args.sizes.split(",") if s.strip()):
+            jobs.append((f"synthetic-{size}", lambda folder, n=size: write_corpus(sources, folder, n, seed=args.seed)))
+        for label, make in jobs:
+            work = args.work / label
+            shutil.rmtree(work, ignore_errors=True)
+            work.mkdir(parents=True)
+            make(work / "corpus")
+            rows.append(bench_corpus(label, work / "corpus", work, args))
+            args.out.parent.mkdir(parents=True, exist_ok=True)
+            args.out.write_text(json.dumps({"cpus": os.cpu_count(), "rows": rows}, indent=2))
+    print(table(rows))
+    print(f"\nwrote {args.out}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,79 @@
+"""Integration tests on the real bundled all-MiniLM-L6-v2 model (loads in a few seconds)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+from conftest import ROOT, TINY, build_index
+from fastapi.testclient import TestClient
+
+from procqa.api import create_app
+from procqa.embedding import SentenceTransformerEmbedder
+from procqa.index import load
+from procqa.search import Searcher
+from procqa.settings import Settings
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def model() -> SentenceTransformerEmbedder:
+    return SentenceTransformerEmbedder()
+
+
+@pytest.fixture(scope="module")
+def searcher(model: SentenceTransformerEmbedder, tmp_path_factory: pytest.TempPathFactory) -> Searcher:
+    root = build_index(TINY, tmp_path_factory.mktemp("real") / "index", model)
+    return Searcher(load(root, model_id=model.model_id), model)
+
+
+def test_the_bundled_model_gives_normalised_384_dimensional_vectors(model: SentenceTransformerEmbedder) -> None:
+    vectors = model.embed(["how long is recovery", "is a colonoscopy painful"])
+    assert vectors.shape == (2, 384)
+    assert np.allclose(np.linalg.norm(vectors, axis=1), 1.0, atol=1e-5)
+
+
+@pytest.mark.parametrize(
+    ("question", "procedure", "section"),
+    [
+        ("how long is recovery after a knee replacement", "cpt-27447", "Recovery"),
+        ("CPT 45378 risks", "cpt-45378", "Risks and Complications"),
+        ("will I be awake during a colonoscopy", "cpt-45378", "Patient Experience"),
+        ("who performs the reinsertion of a spinal fixation device", "cpt-22849", "Personnel"),
+        ("asthma symptoms", "asthma", "Symptoms"),
+    ],
+)
+def test_questions_find_their_procedure_and_section(
+    searcher: Searcher, question: str, procedure: str, section: str
+) -> None:
+    top = searcher.search(question, k=3)[0]
+    assert (top.passage.procedure_id, top.passage.section) == (procedure, section)
+
+
+def test_the_answer_is_the_unit_that_answers(searcher: Searcher) -> None:
+    top = searcher.search("how long does the knee replacement operation take", k=1)[0]
+    assert top.passage.section == "Duration"
+    assert top.answer in top.passage.text
+    assert top.passage.text[top.answer_start : top.answer_end] == top.answer
+
+
+def test_a_question_naming_no_procedure_ranks_by_section(searcher: Searcher) -> None:
+    sections = [hit.passage.section for hit in searcher.search("how long is recovery", k=3)]
+    assert sections == ["Recovery"] * 3
+
+
+def test_the_shipped_index_serves_the_readme_example(model: SentenceTransformerEmbedder) -> None:
+    settings = Settings(index=ROOT / "index", _env_file=None)
+    with TestClient(create_app(settings, embedder=model)) as client:
+        response = client.get("/search", params={"q": "how long is recovery", "k": 3})
+    assert response.status_code == 200
+    results = response.json()["results"]
+    assert [r["section"] for r in results] == ["Recovery"] * 3
+    assert all(r["procedure"]["code_system"] == "CPT" and r["source"].startswith("corpus/") for r in results)
+
+
+def test_the_shipped_index_was_built_from_the_shipped_corpus(model: SentenceTransformerEmbedder) -> None:
+    data = load(Path(ROOT / "index"), model_id=model.model_id)
+    assert data.manifest["procedures"] == len(list((ROOT / "corpus").glob("*.txt")))
