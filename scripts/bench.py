@@ -1,8 +1,9 @@
 """Benchmark procqa: build and rebuild time, query latency in-process and over HTTP, throughput,
 memory and cold start, on the sample corpus and on synthetic corpora of given sizes.
 
-    python scripts/bench.py                                  # sample corpus (real model) + 1k synthetic
-    python scripts/bench.py --sizes 1000,10000,100000 --no-sample --seconds 5
+    python scripts/bench.py                          # sample corpus (real model) + 1k synthetic: ~6 min
+    python scripts/bench.py --sizes 1000,10000 --shipped-max 10000   # ~20 min; reports/bench.json holds this
+    python scripts/bench.py --sizes 100000 --no-sample  # 1.3M passages: ~10 GB per index version, 30+ min
 
 Each row: a corpus is written (scripts/make_synthetic_corpus.py), indexed from scratch, 1%
 of its documents are edited and it is indexed again; queries (eval/questions.jsonl) are

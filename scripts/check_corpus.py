@@ -12,21 +12,9 @@ import sys
 from collections import defaultdict
 from pathlib import Path
 
-HEADINGS = [
-    "Summary",
-    "Purpose",
-    "Indications",
-    "Preparation",
-    "Procedure Description",
-    "Duration",
-    "Setting",
-    "Personnel",
-    "Risks and Complications",
-    "Benefits",
-    "Recovery",
-    "Alternatives",
-    "Patient Experience",
-]
+from procqa.sections import CANONICAL
+
+HEADINGS = list(CANONICAL)
 REQUIRED_LABELS = {
     "Purpose": ["Medical Condition/Problem", "Goals/Expected Outcomes"],
     "Preparation": ["Pre-procedure Instructions", "Diagnostic Tests"],

@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import hashlib
 import re
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 import numpy as np
 import pytest
+from fastapi.testclient import TestClient
 
+from procqa.api import create_app
 from procqa.chunking import chunk
 from procqa.corpus import read_corpus
 from procqa.index import build
@@ -57,3 +59,14 @@ def tiny_index(tmp_path: Path, fake_embedder: FakeEmbedder) -> Path:
 @pytest.fixture
 def settings(tiny_index: Path) -> Settings:
     return Settings(index=tiny_index, corpus=TINY, _env_file=None)
+
+
+def start(settings: Settings, embedder: FakeEmbedder) -> Iterator[TestClient]:
+    """A test client on an app of these settings, with its lifespan running."""
+    with TestClient(create_app(settings, embedder=embedder)) as client:
+        yield client
+
+
+@pytest.fixture
+def client(settings: Settings, fake_embedder: FakeEmbedder) -> Iterator[TestClient]:
+    yield from start(settings, fake_embedder)

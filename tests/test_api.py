@@ -6,7 +6,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from conftest import TINY, FakeEmbedder, build_index
+from conftest import TINY, FakeEmbedder, build_index, start
 from fastapi.testclient import TestClient
 from httpx import Response
 
@@ -16,16 +16,6 @@ from procqa.settings import Settings
 
 TOKEN = "s3cret-admin-token"
 RECOVERY = "How long is recovery after a knee replacement?"
-
-
-def start(settings: Settings, embedder: FakeEmbedder) -> Iterator[TestClient]:
-    with TestClient(create_app(settings, embedder=embedder)) as client:
-        yield client
-
-
-@pytest.fixture
-def client(settings: Settings, fake_embedder: FakeEmbedder) -> Iterator[TestClient]:
-    yield from start(settings, fake_embedder)
 
 
 @pytest.fixture

@@ -6,7 +6,6 @@ import io
 import json
 import logging
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -20,16 +19,6 @@ from procqa.metrics import JsonFormatter, json_logs
 from procqa.settings import Settings
 
 Labels = dict[str, str]
-
-
-def start(settings: Settings, embedder: FakeEmbedder) -> Iterator[TestClient]:
-    with TestClient(create_app(settings, embedder=embedder)) as client:
-        yield client
-
-
-@pytest.fixture
-def client(settings: Settings, fake_embedder: FakeEmbedder) -> Iterator[TestClient]:
-    yield from start(settings, fake_embedder)
 
 
 def samples(client: TestClient, name: str) -> list[tuple[Labels, float]]:

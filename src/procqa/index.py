@@ -183,9 +183,10 @@ def _embed_cached(
     keys = [content_key(t, embedder.model_id) for t in texts]
     missing = sorted({k: i for i, k in enumerate(keys) if k not in cache}.values())
     fresh: list[np.ndarray] = []
-    # many batches per call: the model sorts a call's texts by length, so its batches pad little;
-    # calls of one batch each, in corpus order, embedded 2.7 times slower
-    step = batch * BATCHES_PER_CALL
+    # An embedder that batches by itself (the model: it sorts a call's texts by length, so its
+    # batches pad little) gets many batches per call; one batch a call, in corpus order, made
+    # builds 2.7 times slower than model.encode. Others get a call per batch.
+    step = batch * BATCHES_PER_CALL if hasattr(embedder, "batch_size") else batch
     for start in range(0, len(missing), step):
         chunk = missing[start : start + step]
         fresh.append(np.asarray(embedder.embed([texts[i] for i in chunk]), dtype=np.float32))

@@ -109,6 +109,28 @@ def _sections(path: str | Path, spans: list[tuple[str, str, int, list[str], int]
     return tuple(merged.values())
 
 
+def _procedure(
+    path: str | Path,
+    title: str,
+    code: str | None,
+    system: str | None,
+    spans: list[tuple[str, str, int, list[str], int]],
+    *,
+    name: str | None = None,
+    aliases: tuple[str, ...] = (),
+) -> Procedure:
+    return Procedure(
+        id=procedure_id(title, code, system),
+        title=title,
+        code=code,
+        code_system=system if code else None,
+        sections=_sections(path, spans),
+        source=str(path),
+        name=name,
+        aliases=aliases,
+    )
+
+
 def _code_from_name(path: str | Path) -> tuple[str | None, str | None]:
     match = FILE_CODE.match(Path(path).name)
     return (match["code"].upper(), normalise_system(match["system"])) if match else (None, None)
@@ -151,15 +173,7 @@ def parse_page(path: str | Path, text: str) -> Procedure:
     if not code:
         file_code, file_system = _code_from_name(path)
         code, system = file_code, system or file_system
-    return Procedure(
-        id=procedure_id(title, code, system),
-        title=title,
-        code=code,
-        code_system=system if code else None,
-        sections=_sections(path, spans),
-        source=str(path),
-        name=name,
-    )
+    return _procedure(path, title, code, system, spans, name=name)
 
 
 def _front_matter(path: str | Path, lines: list[str]) -> tuple[dict[str, Any], int]:
@@ -227,16 +241,8 @@ def parse_markdown(path: str | Path, text: str) -> Procedure:
     system = normalise_system(_text_field(path, meta, "code_system"))
     if not code:
         code, system = _code_from_name(path)
-    return Procedure(
-        id=procedure_id(title, code, system),
-        title=title,
-        code=code,
-        code_system=(system or "CPT") if code else None,
-        sections=_sections(path, spans),
-        source=str(path),
-        name=_text_field(path, meta, "name"),
-        aliases=_aliases(meta.get("aliases")),
-    )
+    name = _text_field(path, meta, "name")
+    return _procedure(path, title, code, system or "CPT", spans, name=name, aliases=_aliases(meta.get("aliases")))
 
 
 def _jsonl_record(path: str | Path, number: int, line: str) -> Procedure:
@@ -266,16 +272,8 @@ def _jsonl_record(path: str | Path, number: int, line: str) -> Procedure:
         spans.append((canonical_section(heading) or heading, heading, number, body, number))
     code = str(record["code"]).strip() if record.get("code") not in (None, "") else None
     system = normalise_system(str(record.get("code_system") or "")) or ("CPT" if code else None)
-    return Procedure(
-        id=procedure_id(title, code, system),
-        title=title,
-        code=code,
-        code_system=system if code else None,
-        sections=_sections(path, spans),
-        source=str(path),
-        name=str(record["name"]).strip() if record.get("name") else None,
-        aliases=_aliases(record.get("aliases")),
-    )
+    name = str(record["name"]).strip() if record.get("name") else None
+    return _procedure(path, title, code, system, spans, name=name, aliases=_aliases(record.get("aliases")))
 
 
 def parse_jsonl(path: str | Path, text: str) -> Iterator[Procedure | ParseError]:
