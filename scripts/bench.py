@@ -16,12 +16,11 @@ embeddings: embedding 13 passages and ~33 answer units per procedure takes about
 minutes per thousand procedures on two cores. Queries are still embedded by the real model,
 so latencies include it, but rankings on random vectors mean nothing.
 
-Two searchers are timed: `shipped` (procqa.search.Searcher as it is, which scores every
-passage and unit; skipped above --shipped-max procedures) and `candidates`, the change
-proposed for search.py, prototyped here: FAISS top-N by the residual query vector, BM25
-top-N and every passage of the best procedures by procedure-level score (the query named
-them, or their Summary is close to the query) form the candidates, and the fused
-score is computed for those only. Its overlap with the shipped top 10 is reported.
+Two searchers are timed: `shipped` (procqa.search.Searcher as configured: it scores every
+passage up to FULL_SCAN passages; skipped above --shipped-max procedures) and `candidates`,
+the same Searcher scoring only its candidates at any size: FAISS top-N by the residual query
+vector, BM25 top-N and every passage of the best procedures by procedure-level score. Its
+overlap with the shipped top 10 is reported.
 
 Math libraries run on one thread (threadpoolctl here, *_NUM_THREADS=1 for the server): on
 two busy cores their worker threads made a query's model call 40 times slower. One server
@@ -32,6 +31,7 @@ JSON in reports/bench.json.
 from __future__ import annotations
 
 import argparse
+import functools
 import gc
 import hashlib
 import json
@@ -54,9 +54,6 @@ sys.path.insert(0, str(ROOT / "scripts"))
 
 from make_synthetic_corpus import read_source, write_corpus  # noqa: E402
 
-from procqa.documents import Hit  # noqa: E402
-from procqa.index import nearest  # noqa: E402
-from procqa.matching import CODE_WORDS, WORD, ProcedureMatcher, _close, words  # noqa: E402
 from procqa.search import Searcher  # noqa: E402
 
 DIMENSION = 384
@@ -109,140 +106,12 @@ class QueryModel:
             self.seconds += time.perf_counter() - started
 
 
-# The candidate-generation searcher proposed for search.py
-
-
-class SparseMatcher:
-    """ProcedureMatcher.scores and .residual with the same results, but looking only at the
-    names that contain a matched word instead of every name of every procedure."""
-
-    def __init__(self, matcher: ProcedureMatcher) -> None:
-        self.matcher = matcher
-        self.by_word: dict[str, list[int]] = {}
-        self.by_procedure: list[list[int]] = [[] for _ in range(matcher.size)]
-        for number, name in enumerate(matcher.names):
-            for word in set(name.words):
-                self.by_word.setdefault(word, []).append(number)
-            self.by_procedure[name.procedure].append(number)
-        self.totals = np.array([sum(matcher.idf[w] for w in n.words) for n in matcher.names])
-
-    def scores(self, query: str) -> np.ndarray:
-        matched = self.matcher._word_matches(words(query))
-        out = np.zeros(self.matcher.size, dtype=np.float32)
-        for number in {n for w in matched for n in self.by_word.get(w, ())}:
-            name = self.matcher.names[number]
-            got = sum(self.matcher.idf[w] * matched.get(w, 0.0) for w in name.words)
-            out[name.procedure] = max(out[name.procedure], got / self.totals[number])
-        return out
-
-    def residual(self, query: str, scores: np.ndarray, *, threshold: float = 0.5) -> str:
-        cut = max(threshold, 0.9 * float(scores.max(initial=0.0)))
-        named = {
-            w
-            for procedure in np.flatnonzero(scores >= cut)
-            for number in self.by_procedure[procedure]
-            for w in self.matcher.names[number].words
-        }
-        codes = {c for c in self.matcher.codes if c in query.upper()}
-        kept = []
-        for token in query.split():
-            bare = WORD.findall(token.lower())
-            if codes and (token.upper().strip(".,?!:") in codes or token.lower() in CODE_WORDS):
-                continue
-            if bare and all(_close(b, named) for b in bare):
-                continue
-            kept.append(token)
-        return " ".join(kept)
-
-    def code_matches(self, query: str) -> list[int]:
-        return self.matcher.code_matches(query)
-
-
-class IndexedSearcher(Searcher):
-    """Searcher with its per-procedure passage lookup from a dict rather than a scan of every
-    passage per procedure (quadratic: about 1.6 hours of construction at 100k procedures)."""
-
-    def _passages_of(self, procedure_id: str) -> list[int]:
-        if not hasattr(self, "_by_procedure"):
-            grouped: dict[str, list[int]] = {}
-            for passage in self.passages:
-                grouped.setdefault(passage.procedure_id, []).append(passage.id)
-            self._by_procedure = grouped
-        return self._by_procedure.get(procedure_id, [])
-
-
-class CandidateSearcher(IndexedSearcher):
-    """The fused score of Searcher.scores, computed only for candidate passages."""
-
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
-        self.matcher = SparseMatcher(self.matcher)  # type: ignore[assignment]
-        self.identity_vectors = np.ascontiguousarray(self.vectors[self.identity_rows], dtype=np.float32)
-
-    def candidates(
-        self, query: str, named: np.ndarray, vector: np.ndarray, rest: np.ndarray
-    ) -> tuple[np.ndarray, np.ndarray]:
-        """Candidate passage rows, and the BM25 score of every passage."""
-        _, dense = nearest(self.data.dense, self.vectors, rest, DENSE_CANDIDATES)
-        bm25 = self.data.lexical.scores(query)
-        lexical = (
-            np.argpartition(-bm25, LEXICAL_CANDIDATES)[:LEXICAL_CANDIDATES]
-            if bm25.size > LEXICAL_CANDIDATES
-            else np.arange(bm25.size)
-        )
-        lexical = lexical[bm25[lexical] > 0]
-        # the per-procedure part of the fused score: how well the query names the procedure and
-        # how close it is to the procedure's Summary
-        fit = self.weights.procedure * named + self.weights.identity * (self.identity_vectors @ vector)
-        best = (
-            np.argpartition(-fit, TOP_PROCEDURES)[:TOP_PROCEDURES] if fit.size > TOP_PROCEDURES else np.arange(fit.size)
-        )
-        own = [i for p in best for i in self.procedures[p].passage_ids]
-        rows = np.unique(np.concatenate([dense[0][dense[0] >= 0], lexical, np.array(own, dtype=np.int64)]))
-        return rows.astype(np.int64), bm25
-
-    def search(self, query: str, *, k: int = 10, code: str | None = None, section: str | None = None) -> list[Hit]:
-        w = self.weights
-        named, vector, rest = self.understand(query)
-        rows, bm25 = self.candidates(query, named, vector, rest)
-        if code is not None:
-            rows = rows[[self.procedures[self.passage_procedure[r]].code == code for r in rows]]
-        if section is not None:
-            rows = rows[[self.passages[r].section == section for r in rows]]
-        if rows.size == 0:
-            return []
-        candidates = np.asarray(self.vectors[rows], dtype=np.float32)
-        procedures = self.passage_procedure[rows]
-        identity = self.identity_vectors[procedures] @ vector
-        top = float(bm25.max()) if bm25.size else 0.0
-        lexical = bm25[rows] / top if top > 0 else bm25[rows]
-        found = self.intent.probabilities(rest)  # a dict in older versions of procqa.intent
-        probabilities = np.asarray(list(found.values()) if isinstance(found, dict) else found, dtype=np.float32)
-        sections = self.passage_section[rows]
-        section_score = np.where(sections >= 0, probabilities[sections], 0.0)
-        offsets = self.data.unit_offsets
-        unit = np.array(
-            [
-                float((np.asarray(self.data.units[offsets[r] : offsets[r + 1]]) @ rest).max())
-                if offsets[r + 1] > offsets[r]
-                else 0.0
-                for r in rows
-            ],
-            dtype=np.float32,
-        )
-        scores = (
-            w.dense * (candidates @ rest)
-            + w.identity * identity
-            + w.lexical * lexical
-            + w.procedure * named[procedures]
-            + w.section * section_score
-            + w.unit * unit
-        )
-        best = np.argsort(-scores, kind="stable")[:k]
-        return [self._hit(int(rows[i]), float(scores[i]), rest) for i in best]
-
-
-SEARCHERS: dict[str, type[Searcher]] = {"shipped": Searcher, "candidates": CandidateSearcher}
+# `shipped` scores every passage up to search.FULL_SCAN; `candidates` always scores only the
+# candidate union (dense top-N, BM25 top-N, the best procedures' passages), as above that size.
+SEARCHERS: dict[str, Callable[..., Searcher]] = {
+    "shipped": Searcher,
+    "candidates": functools.partial(Searcher, full_scan=0),
+}
 
 
 # Measurements
@@ -551,7 +420,7 @@ def run_server(args: argparse.Namespace) -> int:
     from procqa.api import create_app
     from procqa.settings import Settings
 
-    procqa.service.Searcher = SEARCHERS[args.searcher]  # type: ignore[misc]
+    procqa.service.Searcher = SEARCHERS[args.searcher]  # type: ignore[assignment,misc]
     settings = Settings(index=Path(args.serve), _env_file=None)
     embedder = QueryModel(args.model_id)
     embedder.embed(["warm up"])

@@ -26,7 +26,6 @@ from fastapi.openapi.docs import get_swagger_ui_html
 from fastapi.responses import FileResponse, HTMLResponse, JSONResponse, Response
 from fastapi.routing import APIRoute
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
-from pydantic import BaseModel, Field
 from starlette.datastructures import Headers
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.routing import BaseRoute, Match, Mount, Route
@@ -46,6 +45,22 @@ from procqa.errors import (
 )
 from procqa.metrics import UNMATCHED, IndexFacts, Metrics, json_logs
 from procqa.reload import watching
+from procqa.schemas import (
+    ErrorDetail,
+    ErrorPublic,
+    HealthPublic,
+    PassagePublic,
+    ProcedurePublic,
+    ProcedureRef,
+    ProceduresPublic,
+    ReadyPublic,
+    ReloadPublic,
+    SearchRequest,
+    SearchResponse,
+    SectionPublic,
+    error_responses,
+    ok_response,
+)
 from procqa.search import Searcher
 from procqa.service import Service
 from procqa.settings import Settings
@@ -95,160 +110,6 @@ PAGE_HEADERS = {
     "X-Content-Type-Options": "nosniff",
     "Referrer-Policy": "no-referrer",
 }
-EXAMPLE_REF = {
-    "id": "cpt-22849",
-    "title": "Reinsertion of spinal fixation device",
-    "code": "22849",
-    "code_system": "CPT",
-}
-EXAMPLE_SOURCE = "corpus/cpt-22849-reinsertion-of-spinal-fixation-device.txt"
-EXAMPLE_RECOVERY = (
-    "Post-Procedure Care: Pain management with medication, wound care, and instructions for physical activity "
-    "restrictions.\nRecovery Time: Typically ranges from a few weeks to several months, depending on individual "
-    "health factors and the extent of the procedure."
-)
-EXAMPLE_ANSWER = EXAMPLE_RECOVERY.split("\n")[1]
-EXAMPLE_START = EXAMPLE_RECOVERY.index(EXAMPLE_ANSWER)
-EXAMPLES: dict[str, Any] = {
-    "search": {
-        "query": "How long is recovery after spinal fixation device reinsertion?",
-        "took_ms": 12.4,
-        "results": [
-            {
-                "rank": 1,
-                "score": 4.9093,
-                "procedure": EXAMPLE_REF,
-                "section": "Recovery",
-                "text": EXAMPLE_RECOVERY,
-                "answer": EXAMPLE_ANSWER,
-                "answer_start": EXAMPLE_START,
-                "answer_end": EXAMPLE_START + len(EXAMPLE_ANSWER),
-                "source": EXAMPLE_SOURCE,
-                "lines": [38, 40],
-            }
-        ],
-    },
-    "procedures": {"data": [EXAMPLE_REF, {"id": "asthma", "title": "Asthma", "code": None, "code_system": None}]},
-    "procedure": {
-        **EXAMPLE_REF,
-        "sections": [
-            {
-                "name": "Summary",
-                "text": "Reinsertion of a spinal fixation device is a surgical procedure where previously placed "
-                "hardware, such as screws, rods, or plates, is reinstalled to stabilize the spine.",
-                "source": EXAMPLE_SOURCE,
-                "lines": [6, 7],
-            },
-            {"name": "Recovery", "text": EXAMPLE_RECOVERY, "source": EXAMPLE_SOURCE, "lines": [38, 40]},
-        ],
-    },
-    "health": {"status": "ok"},
-    "ready": {
-        "status": "ready",
-        "version": "20250101T120000000000Z",
-        "procedures": 40,
-        "passages": 612,
-        "sections": ["Purpose", "Recovery", "Risks and Complications", "Summary"],
-        "manifest": {"model": "sentence-transformers/all-MiniLM-L6-v2", "dimension": 384, "passages": 612},
-    },
-    "reload": {"version": "20250102T090000000000Z", "previous": "20250101T120000000000Z", "changed": True},
-}
-EXAMPLES["procedures"]["count"] = len(EXAMPLES["procedures"]["data"])
-
-
-class SearchRequest(BaseModel):
-    """A question, how many passages to return, and optional filters."""
-
-    query: str = Field(
-        description="The question: at most PROCQA_MAX_QUERY_CHARS (default 1000) characters, not only spaces.",
-        examples=["How long is recovery after spinal fixation device reinsertion?"],
-    )
-    k: int = Field(10, description="How many passages to return, 1 to PROCQA_MAX_K (default 100).")
-    code: str | None = Field(None, description="Only passages of the procedure with this code.", examples=["22849"])
-    section: str | None = Field(None, description="Only passages of this section.", examples=["Recovery"])
-
-
-class ProcedureRef(BaseModel):
-    id: str = Field(examples=["cpt-22849"])
-    title: str = Field(examples=["Reinsertion of spinal fixation device"])
-    code: str | None = Field(examples=["22849"])
-    code_system: str | None = Field(examples=["CPT"])
-
-
-class PassagePublic(BaseModel):
-    """One ranked passage, its best answering unit, and where it comes from."""
-
-    rank: int
-    score: float
-    procedure: ProcedureRef
-    section: str = Field(examples=["Recovery"])
-    text: str
-    answer: str
-    answer_start: int = Field(description="Offset of `answer` in `text`.")
-    answer_end: int
-    source: str = Field(examples=["corpus/cpt-22849-reinsertion-of-spinal-fixation-device.txt"])
-    lines: tuple[int, int] = Field(description="First and last line of the section in `source`.")
-
-
-class SearchResponse(BaseModel):
-    query: str
-    took_ms: float
-    results: list[PassagePublic]
-
-
-class SectionPublic(BaseModel):
-    name: str
-    text: str
-    source: str
-    lines: tuple[int, int]
-
-
-class ProcedurePublic(ProcedureRef):
-    sections: list[SectionPublic]
-
-
-class ProceduresPublic(BaseModel):
-    data: list[ProcedureRef]
-    count: int
-
-
-class HealthPublic(BaseModel):
-    status: str = "ok"
-
-
-class ReadyPublic(BaseModel):
-    status: str = "ready"
-    version: str
-    procedures: int
-    passages: int
-    sections: list[str]
-    manifest: dict[str, Any] = Field(description="The served version's manifest, less checksums and intent texts.")
-
-
-class ReloadPublic(BaseModel):
-    version: str
-    previous: str | None
-    changed: bool
-
-
-class ErrorDetail(BaseModel):
-    code: str = Field(examples=["invalid_query"])
-    message: str = Field(examples=["query must contain at least one non-space character"])
-    field: str | None = Field(None, examples=["q"])
-
-
-class ErrorPublic(BaseModel):
-    error: ErrorDetail
-
-
-def _errors(**described: str) -> dict[int | str, dict[str, Any]]:
-    return {int(status[1:]): {"model": ErrorPublic, "description": text} for status, text in described.items()}
-
-
-def _ok(example: str, **more_content: dict[str, Any]) -> dict[int | str, dict[str, Any]]:
-    return {200: {"content": {"application/json": {"example": EXAMPLES[example]}, **more_content}}}
-
-
 UNAVAILABLE = "No index is being served: build one with `procqa index`."
 MANIFEST_OMIT = frozenset({"files", "intent_texts", "intent_labels"})
 
@@ -427,25 +288,27 @@ class DocstringRoute(APIRoute):
 
 
 router = APIRouter(route_class=DocstringRoute)
-SEARCH_ERRORS = _errors(
+SEARCH_ERRORS = error_responses(
     e422="The query, `k` or a filter is not acceptable; the message names the valid values.",
     e503=UNAVAILABLE,
 )
 
 
-@router.get("/search", responses={**_ok("search"), **SEARCH_ERRORS})
+@router.get("/search", responses={**ok_response("search"), **SEARCH_ERRORS})
 def search_get(searcher: SearcherDep, request: Annotated[SearchRequest, Depends(search_from_query)]) -> SearchResponse:
     """Answer a question with the best matching passages."""
     return answer(searcher, request)
 
 
-@router.post("/search", responses={**_ok("search"), **SEARCH_ERRORS, **_errors(e413="The body is over 64 KiB.")})
+@router.post(
+    "/search", responses={**ok_response("search"), **SEARCH_ERRORS, **error_responses(e413="The body is over 64 KiB.")}
+)
 def search_post(searcher: SearcherDep, request: Annotated[SearchRequest, Depends(search_from_body)]) -> SearchResponse:
     """Answer a question sent as JSON with the best matching passages."""
     return answer(searcher, request)
 
 
-@router.get("/procedures", responses={**_ok("procedures"), **_errors(e503=UNAVAILABLE)})
+@router.get("/procedures", responses={**ok_response("procedures"), **error_responses(e503=UNAVAILABLE)})
 def list_procedures(searcher: SearcherDep) -> ProceduresPublic:
     """List the indexed procedures with their ids, codes and titles."""
     data = [ProcedureRef.model_validate(p, from_attributes=True) for p in searcher.procedures]
@@ -456,8 +319,8 @@ def list_procedures(searcher: SearcherDep) -> ProceduresPublic:
     "/procedures/{procedure_id}",
     response_model=ProcedurePublic,
     responses={
-        **_ok("procedure", **{"text/html": {"example": "<!doctype html>…"}}),
-        **_errors(e404="No procedure has this id.", e422="Not a well-formed procedure id.", e503=UNAVAILABLE),
+        **ok_response("procedure", **{"text/html": {"example": "<!doctype html>…"}}),
+        **error_responses(e404="No procedure has this id.", e422="Not a well-formed procedure id.", e503=UNAVAILABLE),
     },
 )
 def get_procedure(
@@ -479,13 +342,13 @@ def get_procedure(
     )
 
 
-@router.get("/health", responses=_ok("health"))
+@router.get("/health", responses=ok_response("health"))
 def health() -> HealthPublic:
     """Report that the process is alive."""
     return HealthPublic()
 
 
-@router.get("/ready", responses={**_ok("ready"), **_errors(e503=UNAVAILABLE)})
+@router.get("/ready", responses={**ok_response("ready"), **error_responses(e503=UNAVAILABLE)})
 def ready(searcher: SearcherDep) -> ReadyPublic:
     """Report the index version being served, or 503 while there is none."""
     manifest = {key: value for key, value in searcher.data.manifest.items() if key not in MANIFEST_OMIT}
@@ -502,8 +365,8 @@ def ready(searcher: SearcherDep) -> ReadyPublic:
     "/admin/reload",
     dependencies=[Depends(require_admin)],
     responses={
-        **_ok("reload"),
-        **_errors(
+        **ok_response("reload"),
+        **error_responses(
             e401="The bearer token is missing or wrong.",
             e404="Admin routes are disabled (no PROCQA_ADMIN_TOKEN).",
             e409="The new version was refused; the old one is still served.",

@@ -85,6 +85,14 @@ class ProcedureMatcher:
         df = Counter(w for bag in bags for w in bag)
         self.idf = {w: math.log(1 + self.size / df[w]) for n in self.names for w in n.words}
         self.vocabulary = sorted(self.idf)
+        self.totals = [sum(self.idf[w] for w in name.words) for name in self.names]
+        # names by the words they contain and by procedure, so a query looks only at its own
+        self.by_word: dict[str, list[int]] = defaultdict(list)
+        self.by_procedure: list[list[int]] = [[] for _ in range(self.size)]
+        for number, name in enumerate(self.names):
+            for word in set(name.words):
+                self.by_word[word].append(number)
+            self.by_procedure[name.procedure].append(number)
         self.codes: dict[str, list[int]] = defaultdict(list)
         for i, code in enumerate(codes):
             if code:
@@ -92,10 +100,7 @@ class ProcedureMatcher:
 
     def code_matches(self, query: str) -> list[int]:
         """Procedures whose code appears in the query as a word of its own."""
-        found: list[int] = []
-        for token in CODE.findall(query.upper()):
-            found += self.codes.get(token, [])
-        return found
+        return [i for token in CODE.findall(query.upper()) for i in self.codes.get(token, [])]
 
     def _word_matches(self, query_words: Iterable[str]) -> dict[str, float]:
         """For each vocabulary word, how well some query word matches it (0..1)."""
@@ -116,8 +121,9 @@ class ProcedureMatcher:
         """The query without the words that name the best recognised procedure(s) or a code:
         what is left says which section is wanted."""
         cut = max(threshold, 0.9 * max(scores, default=0.0))
-        named = {w for name in self.names if scores[name.procedure] >= cut for w in name.words}
-        codes = {c for c in self.codes if c in query.upper()}
+        best = (i for i, score in enumerate(scores) if score >= cut)
+        named = {w for i in best for number in self.by_procedure[i] for w in self.names[number].words}
+        codes = {c for c in CODE.findall(query.upper()) if c in self.codes}
         kept = []
         for token in query.split():
             bare = WORD.findall(token.lower())
@@ -132,11 +138,10 @@ class ProcedureMatcher:
         """Per procedure: the best idf-weighted share of one of its names found in the query."""
         matched = self._word_matches(words(query))
         out = [0.0] * self.size
-        for name in self.names:
-            total = sum(self.idf[w] for w in name.words)
+        for number in {n for word in matched for n in self.by_word.get(word, ())}:
+            name = self.names[number]
             got = sum(self.idf[w] * matched.get(w, 0.0) for w in name.words)
-            if got:
-                out[name.procedure] = max(out[name.procedure], got / total)
+            out[name.procedure] = max(out[name.procedure], got / self.totals[number])
         return out
 
 

@@ -1,0 +1,69 @@
+"""Ranking behaviour on the tiny corpus with the deterministic fake embedder."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from conftest import FakeEmbedder
+
+from procqa.errors import QueryError
+from procqa.index import load
+from procqa.search import Searcher
+
+QUESTIONS = [
+    "how long is recovery after a knee replacement",
+    "CPT 45378 risks",
+    "asthma symptoms",
+    "carpal tunnel release recovery time",
+    "who performs the reinsertion of a spinal fixation device",
+    "how long does it take",
+]
+
+
+@pytest.fixture
+def searcher(tiny_index: Path, fake_embedder: FakeEmbedder) -> Searcher:
+    return Searcher(load(tiny_index), fake_embedder)
+
+
+def ranking(searcher: Searcher, question: str, **filters: str) -> list[tuple[str, str]]:
+    return [(h.passage.procedure_id, h.passage.section) for h in searcher.search(question, k=5, **filters)]
+
+
+def test_a_code_in_the_query_puts_that_procedure_first(searcher: Searcher) -> None:
+    assert ranking(searcher, "CPT 45378 risks")[0] == ("cpt-45378", "Risks and Complications")
+    assert ranking(searcher, "27447")[0][0] == "cpt-27447"
+
+
+def test_a_code_filter_keeps_to_one_procedure(searcher: Searcher) -> None:
+    assert {p for p, _ in ranking(searcher, "how long is recovery", code="64721")} == {"cpt-64721"}
+
+
+def test_a_section_filter_keeps_to_one_section(searcher: Searcher) -> None:
+    assert {s for _, s in ranking(searcher, "knee replacement", section="Recovery")} == {"Recovery"}
+
+
+def test_unknown_filters_name_the_valid_values(searcher: Searcher) -> None:
+    with pytest.raises(QueryError, match="valid sections: .*Symptoms"):
+        searcher.search("x", section="Aftermath")
+    with pytest.raises(QueryError, match="no procedure has code '99999'"):
+        searcher.search("x", code="99999")
+
+
+def test_a_misspelt_name_still_finds_its_procedure(searcher: Searcher) -> None:
+    assert ranking(searcher, "colonscopy risks")[0][0] == "cpt-45378"
+
+
+def test_the_answer_offsets_point_into_the_passage_text(searcher: Searcher) -> None:
+    for hit in searcher.search("knee replacement recovery time", k=5):
+        assert hit.passage.text[hit.answer_start : hit.answer_end] == hit.answer
+
+
+@pytest.mark.parametrize("question", QUESTIONS)
+def test_scoring_candidates_only_gives_the_full_scan_ranking(
+    tiny_index: Path, fake_embedder: FakeEmbedder, question: str
+) -> None:
+    data = load(tiny_index)
+    full = Searcher(data, fake_embedder).search(question, k=3)
+    candidates = Searcher(data, fake_embedder, full_scan=0).search(question, k=3)
+    assert [(h.passage.id, round(h.score, 5)) for h in candidates] == [(h.passage.id, round(h.score, 5)) for h in full]
