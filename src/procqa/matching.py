@@ -35,6 +35,8 @@ STOPWORDS = frozenset(
     "during about long much many".split()
 )
 MIN_RATIO = 80.0
+CLOSEST = 4.0
+EVIDENCE = 0.3  # a name's score: its share found in the query, and how much evidence that is
 CODE_WORDS = frozenset({"cpt", "cpt4", "hcpcs", "code", "icd", "pcs"})
 NOT_NAME_START = STOPWORDS | {"pronounced", "along", "removes", "moves", "places", "uses", "takes"}
 
@@ -86,6 +88,7 @@ class ProcedureMatcher:
         self.idf = {w: math.log(1 + self.size / df[w]) for n in self.names for w in n.words}
         self.vocabulary = sorted(self.idf)
         self.totals = [sum(self.idf[w] for w in name.words) for name in self.names]
+        self.enough = 1.5 * math.log(1 + self.size)  # evidence of about one and a half rare words
         # names by the words they contain and by procedure, so a query looks only at its own
         self.by_word: dict[str, list[int]] = defaultdict(list)
         self.by_procedure: list[list[int]] = [[] for _ in range(self.size)]
@@ -111,10 +114,13 @@ class ProcedureMatcher:
                 continue
             if len(word) < 4:
                 continue
-            for candidate, score, _ in process.extract(
-                word, self.vocabulary, scorer=fuzz.ratio, score_cutoff=MIN_RATIO, limit=5
-            ):
-                best[candidate] = max(best.get(candidate, 0.0), score / 100)
+            found = process.extract(word, self.vocabulary, scorer=fuzz.ratio, score_cutoff=MIN_RATIO, limit=5)
+            # a misspelt word means one word: keep only the closest spellings ('masectomy' is
+            # mastectomy, not vasectomy)
+            top = max((score for _, score, _ in found), default=0.0)
+            for candidate, score, _ in found:
+                if score >= top - CLOSEST:
+                    best[candidate] = max(best.get(candidate, 0.0), score / 100)
         return best
 
     def residual(self, query: str, scores: Sequence[float], *, threshold: float = 0.5) -> str:
@@ -141,7 +147,8 @@ class ProcedureMatcher:
         for number in {n for word in matched for n in self.by_word.get(word, ())}:
             name = self.names[number]
             got = sum(self.idf[w] * matched.get(w, 0.0) for w in name.words)
-            out[name.procedure] = max(out[name.procedure], got / self.totals[number])
+            score = (1 - EVIDENCE) * got / self.totals[number] + EVIDENCE * min(1.0, got / self.enough)
+            out[name.procedure] = max(out[name.procedure], score)
         return out
 
 
