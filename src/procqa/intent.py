@@ -13,6 +13,8 @@ import numpy as np
 
 from procqa.sections import CANONICAL, section_info
 
+NEIGHBOURS = 3
+TEMPERATURE = 0.05
 TEMPLATES = ("{}", "what are the {}", "tell me about the {}", "{} information", "what about {}")
 
 
@@ -35,17 +37,31 @@ class SectionIntent:
         self.names = tuple(dict.fromkeys(labels))
         self.scale = scale
         position = {name: i for i, name in enumerate(self.names)}
-        targets = np.eye(len(self.names), dtype=np.float32)[[position[label] for label in labels]]
-        self.weights, self.bias = _fit(np.asarray(vectors, dtype=np.float32), targets, scale)
+        self.label_ids = np.array([position[label] for label in labels], dtype=np.int64)
+        self.examples = np.asarray(vectors, dtype=np.float32)
+        targets = np.eye(len(self.names), dtype=np.float32)[self.label_ids]
+        self.weights, self.bias = _fit(self.examples, targets, scale)
 
     def logits(self, query: np.ndarray) -> np.ndarray:
         return self.scale * (query @ self.weights) + self.bias
 
+    def neighbours(self, query: np.ndarray) -> np.ndarray:
+        """Per label, the mean similarity of its NEIGHBOURS closest examples."""
+        sims = self.examples @ query
+        out = np.zeros(len(self.names), dtype=np.float32)
+        for label in range(len(self.names)):
+            out[label] = np.sort(sims[self.label_ids == label])[-NEIGHBOURS:].mean()
+        return out
+
     def probabilities(self, query: np.ndarray) -> np.ndarray:
-        """P(label | query), in `names` order."""
-        logits = self.logits(query)
-        weights = np.exp(logits - logits.max())
-        return weights / weights.sum()
+        """P(label | query), in `names` order: the regression averaged with nearest examples,
+        which keeps a short question close to its obvious examples ('preparation')."""
+        return (_softmax(self.logits(query)) + _softmax(self.neighbours(query) / TEMPERATURE)) / 2
+
+
+def _softmax(logits: np.ndarray) -> np.ndarray:
+    weights = np.exp(logits - logits.max())
+    return weights / weights.sum()
 
 
 def _fit(
