@@ -42,15 +42,20 @@ NOT_NAME_START = STOPWORDS | {"pronounced", "along", "removes", "moves", "places
 
 
 def everyday_names(summary: str) -> list[str]:
-    """Names a Summary introduces with cue words like 'often called' or 'known as'."""
+    """Names a Summary introduces with cue words like 'often called' or 'known as'.
+
+    A list of names ends with its 'or' item: in "known as A, B or C, permanently prevents ..."
+    what follows C is the sentence going on."""
     names: list[str] = []
     for match in CUES.finditer(summary):
-        rest = STOPS.split(match["rest"])[0]
-        for piece in re.split(r",|\bor\b|\(|\)", rest):
-            name = LEADING.sub("", piece.strip(" \"'")).strip(" \"'")
-            first = name.split()[0].lower() if name else ""
-            if name and len(name.split()) <= 6 and first not in NOT_NAME_START:
-                names.append(name)
+        for chunk in STOPS.split(match["rest"])[0].split(","):
+            for piece in re.split(r"\bor\b|\(|\)", chunk):
+                name = LEADING.sub("", piece.strip(" \"'")).strip(" \"'")
+                first = name.split()[0].lower() if name else ""
+                if name and len(name.split()) <= 6 and first not in NOT_NAME_START:
+                    names.append(name)
+            if re.search(r"\bor\b", chunk):
+                break
     return names
 
 

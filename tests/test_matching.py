@@ -1,0 +1,78 @@
+"""Procedure recognition: names from titles and Summaries, codes, misspellings, the residual."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from procqa.intent import SectionIntent
+from procqa.matching import ProcedureMatcher, everyday_names, title_names
+
+NAMES = [
+    ["Total knee arthroplasty", "total knee replacement", "TKR"],
+    ["Partial mastectomy (lumpectomy)", "Partial mastectomy", "lumpectomy"],
+    ["Vasectomy"],
+    ["Simple complete mastectomy", "total mastectomy", "breast removal surgery"],
+]
+CODES = ["27447", "19301", "55250", "19303"]
+
+
+def matcher() -> ProcedureMatcher:
+    return ProcedureMatcher(NAMES, CODES)
+
+
+def test_everyday_names_come_from_cue_words_in_a_summary() -> None:
+    summary = (
+        "Laparoscopic tubal ligation, widely known as getting your tubes tied or female sterilization, "
+        "permanently prevents pregnancy. It is commonly called a lap chole, which is short."
+    )
+    assert everyday_names(summary) == ["tubes tied", "female sterilization", "lap chole"]
+
+
+def test_a_title_gives_its_bare_form_and_its_parenthesised_name() -> None:
+    assert title_names("Diagnostic upper GI endoscopy (EGD)") == [
+        "Diagnostic upper GI endoscopy (EGD)",
+        "Diagnostic upper GI endoscopy",
+        "EGD",
+    ]
+
+
+def test_a_full_name_in_the_query_scores_highest() -> None:
+    scores = matcher().scores("how long is recovery after a total knee replacement")
+    assert int(np.argmax(scores)) == 0
+    assert scores[0] > 0.9
+
+
+def test_a_misspelt_word_matches_its_closest_spelling_only() -> None:
+    scores = matcher().scores("masectomy recovery")
+    assert scores[2] == 0.0  # vasectomy is further from 'masectomy' than mastectomy is
+    assert scores[3] > 0
+
+
+def test_codes_are_found_as_words_of_their_own() -> None:
+    assert matcher().code_matches("CPT 27447 risks") == [0]
+    assert matcher().code_matches("1274470 risks") == []
+
+
+def test_the_residual_drops_the_procedure_name_and_the_code() -> None:
+    m = matcher()
+    query = "total knee replacement how long off work"
+    assert m.residual(query, m.scores(query)) == "how long off work"
+    assert m.residual("CPT 19301 risks", [0.0, 0.0, 0.0, 0.0]) == "risks"
+
+
+def test_a_query_naming_nothing_keeps_every_word() -> None:
+    m = matcher()
+    query = "how long is recovery"
+    assert m.residual(query, m.scores(query)) == query
+
+
+def test_section_intent_learns_labels_from_examples() -> None:
+    rng = np.random.default_rng(0)
+    centres = rng.normal(size=(2, 16)).astype(np.float32)
+    examples = np.vstack([centres[0] + 0.1 * rng.normal(size=(5, 16)), centres[1] + 0.1 * rng.normal(size=(5, 16))])
+    examples /= np.linalg.norm(examples, axis=1, keepdims=True)
+    intent = SectionIntent(("Recovery",) * 5 + ("Duration",) * 5, examples)
+    query = centres[1] / np.linalg.norm(centres[1])
+    probabilities = intent.probabilities(query)
+    assert intent.names == ("Recovery", "Duration")
+    assert probabilities[1] > 0.9 and abs(probabilities.sum() - 1) < 1e-5
