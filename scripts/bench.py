@@ -11,21 +11,35 @@ timed in-process, then against a server subprocess on a loopback port (cold star
 QPS at concurrency 1, 8 and 32 for --seconds each, resident memory from /proc).
 
 Corpora of more than --random-vectors-above procedures (default 100: only the sample
-corpus uses the model) get random unit vectors, seeded by a hash of each text, instead of
-embeddings: embedding 13 passages and ~33 answer units per procedure takes about 10
-minutes per thousand procedures on two cores. Queries are still embedded by the real model,
-so latencies include it, but rankings on random vectors mean nothing.
+corpus uses the model) are not embedded by the model: that takes about 10 minutes per
+thousand procedures on two cores. By default (--vectors sample-derived) each synthetic
+passage gets the model's embedding of the sample passage whose text it copies, plus seeded
+noise for its own title, and each answer unit the embedding of the sample unit it copies
+(see SampleDerivedEmbedder); texts the sample lacks (the edits, section-intent examples)
+are embedded by the model. These cluster as embeddings do, so the recall of the approximate
+dense index means something; --vectors uniform gives uniform random unit vectors instead,
+for which no approximate index beats a scan. Queries are always embedded by the real model.
+Such a row also reports what its full build would take with the model embedding every text
+(from the model's rate on an even sample of them), since a rebuild's cost is measured
+against a build that did not have to embed.
+
+Recall: `dense recall@10` is index.nearest (the dense index, rescored exactly) against an
+exact scan of every passage vector, for the query vectors; `ranking recall@10` is the
+candidates searcher's top 10 against the same searcher scoring every passage, for the first
+--recall-queries queries.
 
 Two searchers are timed: `shipped` (procqa.search.Searcher as configured: it scores every
 passage up to FULL_SCAN passages; skipped above --shipped-max procedures) and `candidates`,
 the same Searcher scoring only its candidates at any size: FAISS top-N by the residual query
 vector, BM25 top-N and every passage of the best procedures by procedure-level score. Its
-overlap with the shipped top 10 is reported.
+overlap with the shipped top 10 is reported. Load, verification (sampled and thorough) and
+Searcher construction are timed in-process; resident memory is split into anonymous memory
+and mapped files.
 
-Math libraries run on one thread (threadpoolctl here, *_NUM_THREADS=1 for the server): on
-two busy cores their worker threads made a query's model call 40 times slower. One server
-run with default threads is timed too, to show it. Results: a Markdown table on stdout and
-JSON in reports/bench.json.
+Threads follow the service's policy (procqa.service.limit_blas_threads, here and in the
+server): math libraries and torch get one thread each; on two busy cores their worker
+threads made a query's model call 40 times slower. One server run with default threads is
+timed too, to show it. Results: a Markdown table on stdout and JSON in reports/bench.json.
 """
 
 from __future__ import annotations
@@ -58,9 +72,8 @@ from procqa.search import Searcher  # noqa: E402
 
 DIMENSION = 384
 RANDOM_MODEL = "random-unit-384@1"
-DENSE_CANDIDATES = 100
-LEXICAL_CANDIDATES = 100
-TOP_PROCEDURES = 20  # all passages of this many best procedures (by name and by Summary) join the candidates
+SAMPLE_DERIVED_MODEL = "sample-derived-384@1"
+TITLE_NOISE = 0.3  # a copied passage's vector is its sample passage's plus this much noise: cosine 0.96
 LEVELS = (1, 8, 32)
 
 
@@ -85,6 +98,59 @@ class RandomEmbedder:
         z = z ^ (z >> np.uint64(31))
         out = (z >> np.uint64(11)).astype(np.float64) * 2.0**-52 - 1.0
         return (out / np.linalg.norm(out, axis=1, keepdims=True)).astype(np.float32)
+
+
+class SampleDerivedEmbedder:
+    """Vectors that cluster as embeddings do, for synthetic corpora, without embedding them all.
+
+    A synthetic document copies the text of its sections from sample documents, under a title
+    of its own. So each synthetic passage gets the model's embedding of the sample passage it
+    copies, plus seeded noise for its title (TITLE_NOISE); an answer unit, copied verbatim, gets
+    the sample unit's embedding. Texts the sample corpus lacks (edits, section-intent examples)
+    are embedded by the model. Uniform random vectors have no neighbourhoods, so no approximate
+    index finds their nearest neighbours (recall@10 0.09 at 10k procedures): these do."""
+
+    model_id = SAMPLE_DERIVED_MODEL
+    dimension = DIMENSION
+
+    def __init__(self, sample_index: Path) -> None:
+        from procqa.embedding import SentenceTransformerEmbedder
+        from procqa.index import load
+
+        self.model = SentenceTransformerEmbedder()
+        data = load(sample_index, model_id=self.model.model_id, verify=False)
+        vectors, units = np.asarray(data.vectors), np.asarray(data.units)
+        self.passages = {f"{p.section}: {p.text}": vectors[p.id] for p in data.passages}
+        starts = data.unit_offsets
+        self.units = {u: units[starts[p.id] + j] for p in data.passages for j, u in enumerate(p.units)}
+        self.markers = [f". {section}: " for section in sorted({p.section for p in data.passages})]
+        self.noise = RandomEmbedder()
+        self.by_model = 0
+
+    def embed(self, texts: Sequence[str]) -> np.ndarray:
+        out = TITLE_NOISE * self.noise.embed(texts)
+        unknown = []
+        for row, text in enumerate(texts):
+            if (unit := self.units.get(text)) is not None:
+                out[row] = unit
+            elif (passage := self._passage(text)) is not None:
+                out[row] += passage
+            else:
+                unknown.append(row)
+        out /= np.linalg.norm(out, axis=1, keepdims=True)
+        if unknown:
+            out[unknown] = self.model.embed([texts[row] for row in unknown])
+            self.by_model += len(unknown)
+        return out
+
+    def _passage(self, text: str) -> np.ndarray | None:
+        """The sample embedding of a passage's embed_text ('Title. Section: text') by its
+        'Section: text'."""
+        for marker in self.markers:
+            at = text.find(marker)
+            if at >= 0 and (found := self.passages.get(text[at + 2 :])) is not None:
+                return found
+        return None
 
 
 class QueryModel:
@@ -123,13 +189,19 @@ def percentiles(samples: Sequence[float]) -> dict[str, float]:
 
 
 def rss_mb(pid: int) -> dict[str, float]:
-    """Resident and peak resident memory of a process, from /proc/<pid>/status."""
+    """Resident and peak resident memory of a process, from /proc/<pid>/status; anonymous
+    (the process's own) and file-backed (mapped files: libraries, model weights, index files)."""
     fields = {}
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():
         name, _, value = line.partition(":")
-        if name in ("VmRSS", "VmHWM"):
+        if name in ("VmRSS", "VmHWM", "RssAnon", "RssFile"):
             fields[name] = round(int(value.split()[0]) / 1024, 1)
-    return {"rss_mb": fields.get("VmRSS", 0.0), "peak_rss_mb": fields.get("VmHWM", 0.0)}
+    return {
+        "rss_mb": fields.get("VmRSS", 0.0),
+        "peak_rss_mb": fields.get("VmHWM", 0.0),
+        "anon_mb": fields.get("RssAnon", 0.0),
+        "file_mb": fields.get("RssFile", 0.0),
+    }
 
 
 def questions(count: int) -> list[str]:
@@ -171,14 +243,84 @@ def overlap(a: Sequence[Sequence[int]], b: Sequence[Sequence[int]]) -> dict[str,
     return {"overlap@10": round(float(np.mean(at10)), 3), "top1_agreement": round(float(np.mean(top1)), 3)}
 
 
-def in_process(root: Path, model_id: str, queries: Sequence[str], names: Sequence[str]) -> dict[str, Any]:
-    """Query latency of each searcher with the index loaded in this process."""
+def exact_top(vectors: Any, queries: np.ndarray, k: int) -> np.ndarray:
+    """Rows of the k largest inner products of each query, by a scan of every row."""
+    best = np.full((len(queries), 0), -1, dtype=np.int64)
+    scores = np.zeros((len(queries), 0), dtype=np.float32)
+    for start in range(0, len(vectors), 2**17):
+        block = np.asarray(vectors[start : start + 2**17], dtype=np.float32)
+        rows = np.broadcast_to(np.arange(start, start + len(block)), (len(queries), len(block)))
+        scores = np.concatenate([scores, queries @ block.T], axis=1)
+        best = np.concatenate([best, rows], axis=1)
+        keep = np.argpartition(-scores, k, axis=1)[:, :k] if scores.shape[1] > k else np.argsort(-scores, axis=1)
+        scores, best = np.take_along_axis(scores, keep, 1), np.take_along_axis(best, keep, 1)
+    return best
+
+
+def recall(found: Sequence[Sequence[int]], exact: Sequence[Sequence[int]]) -> float:
+    return round(float(np.mean([len(set(a) & set(b)) / len(b) for a, b in zip(found, exact, strict=True)])), 3)
+
+
+def dense_recall(data: Any, embedder: QueryModel, queries: Sequence[str]) -> dict[str, Any]:
+    """recall@10 of index.nearest (the dense index, rescored) against an exact scan, for the
+    queries' vectors; and the share of the exact top 10 among the searcher's dense candidates."""
+    from procqa.index import index_type, nearest
+    from procqa.search import DENSE_CANDIDATES
+
+    vectors = embedder.inner.embed(list(queries))
+    exact = exact_top(data.vectors, vectors, 10)
+    started = time.perf_counter()
+    _, found = nearest(data.dense, data.vectors, vectors, 10)
+    seconds = (time.perf_counter() - started) / len(queries)
+    _, candidates = nearest(data.dense, data.vectors, vectors, DENSE_CANDIDATES)
+    return {
+        "index": index_type(data.dense),
+        "recall@10": recall(found, exact),
+        f"exact_top10_in_{DENSE_CANDIDATES}": recall(candidates, exact),
+        "nearest_ms": round(seconds * 1000, 2),
+    }
+
+
+def ranking_recall(searcher: Searcher, queries: Sequence[str]) -> dict[str, Any]:
+    """The searcher's top 10 against scoring every passage (what it gives up by scoring
+    candidates only), and the seconds a query takes when every passage is scored."""
+    scanning = searcher.full_scan
+    exact = []
+    started = time.perf_counter()
+    try:
+        searcher.full_scan = sys.maxsize
+        for query in queries:
+            exact.append([h.passage.id for h in searcher.search(query, k=10)])
+    finally:
+        searcher.full_scan = scanning
+    seconds = (time.perf_counter() - started) / len(queries)
+    found = [[h.passage.id for h in searcher.search(query, k=10)] for query in queries]
+    return {
+        "queries": len(queries),
+        "recall@10": recall(found, exact),
+        "top1_agreement": overlap(found, exact)["top1_agreement"],
+        "full_scan_s_per_query": round(seconds, 2),
+    }
+
+
+def in_process(
+    root: Path, model_id: str, queries: Sequence[str], names: Sequence[str], recall_queries: int
+) -> dict[str, Any]:
+    """Load and verification time, query latency of each searcher with the index loaded in this
+    process, and recall against exact search."""
     from procqa.index import load
 
     embedder = QueryModel(model_id)
     embedder.embed(["warm up"])
-    data = load(root, model_id=model_id, verify=False)
     out: dict[str, Any] = {}
+    for name, thorough in (("verify_s", False), ("verify_thorough_s", True)):
+        started = time.perf_counter()
+        load(root, model_id=model_id, thorough=thorough)
+        out[name] = round(time.perf_counter() - started, 2)
+    started = time.perf_counter()
+    data = load(root, model_id=model_id, verify=False)
+    out["load_s"] = round(time.perf_counter() - started, 2)
+    out["dense_recall"] = dense_recall(data, embedder, queries)
     rankings: dict[str, list[list[int]]] = {}
     for name in names:
         started = time.perf_counter()
@@ -193,6 +335,8 @@ def in_process(root: Path, model_id: str, queries: Sequence[str], names: Sequenc
             "model_share": round(embedder.seconds / sum(seconds), 3),
             "model_ms_per_query": round(embedder.seconds / len(seconds) * 1000, 2),
         }
+        if name == names[-1] and recall_queries and len(data.passages) > searcher.full_scan:
+            out["ranking_recall"] = ranking_recall(searcher, queries[:recall_queries])
         del searcher
         gc.collect()
     if len(rankings) == 2:
@@ -200,17 +344,19 @@ def in_process(root: Path, model_id: str, queries: Sequence[str], names: Sequenc
     return out
 
 
-def serve(root: Path, model_id: str, searcher: str, *, one_thread: bool) -> tuple[subprocess.Popen[bytes], str, float]:
+def serve(
+    root: Path, model_id: str, searcher: str, *, limit_threads: bool
+) -> tuple[subprocess.Popen[bytes], str, float]:
     """Start a server subprocess; returns it, its URL and the seconds until /ready answered 200."""
     import httpx
 
     port = free_port()
-    env = dict(os.environ)
-    for name in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
-        env.pop(name, None)
-        if one_thread:
-            env[name] = "1"
+    env = {
+        k: v for k, v in os.environ.items() if k not in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")
+    }
     command = [sys.executable, __file__, "--serve", str(root), "--port", str(port), "--model-id", model_id]
+    if not limit_threads:
+        command.append("--default-threads")
     started = time.perf_counter()
     process = subprocess.Popen([*command, "--searcher", searcher], env=env, stdout=subprocess.DEVNULL)
     url = f"http://127.0.0.1:{port}"
@@ -273,7 +419,7 @@ def throughput(url: str, queries: Sequence[str], concurrency: int, seconds: floa
 
 
 def over_http(root: Path, model_id: str, searcher: str, queries: Sequence[str], seconds: float) -> dict[str, Any]:
-    process, url, cold = serve(root, model_id, searcher, one_thread=True)
+    process, url, cold = serve(root, model_id, searcher, limit_threads=True)
     try:
         result: dict[str, Any] = {"searcher": searcher, "cold_start_s": round(cold, 2), **rss_mb(process.pid)}
         http_latency(url, queries[:5])
@@ -288,7 +434,7 @@ def over_http(root: Path, model_id: str, searcher: str, queries: Sequence[str], 
 
 def default_threads(root: Path, model_id: str, searcher: str, queries: Sequence[str]) -> dict[str, Any]:
     """Sequential HTTP latency of a server whose math libraries use their default threads."""
-    process, url, cold = serve(root, model_id, searcher, one_thread=False)
+    process, url, cold = serve(root, model_id, searcher, limit_threads=False)
     try:
         http_latency(url, queries[:3])
         return {"cold_start_s": round(cold, 2), "latency": http_latency(url, queries)}
@@ -320,7 +466,10 @@ def bench_corpus(label: str, corpus: Path, work: Path, args: argparse.Namespace)
     parse_s = time.perf_counter() - started
     count = len(loaded.procedures)
     real = count <= args.random_vectors_above
-    embedder: Any = SentenceTransformerEmbedder() if real else RandomEmbedder()
+    if real:
+        embedder: Any = SentenceTransformerEmbedder()
+    else:
+        embedder = RandomEmbedder() if args.vectors == "uniform" else SampleDerivedEmbedder(ROOT / "index")
     if real:
         embedder.embed(["warm up"])
     root = work / "index"
@@ -329,7 +478,7 @@ def bench_corpus(label: str, corpus: Path, work: Path, args: argparse.Namespace)
         "corpus": label,
         "procedures": count,
         "passages": len(passages),
-        "vectors": "model" if real else "random",
+        "vectors": "model" if real else args.vectors,
         "parse_s": round(parse_s, 2),
     }
     log(f"[{label}] {count} procedures, {len(passages)} passages, {row['vectors']} vectors: full build")
@@ -342,13 +491,20 @@ def bench_corpus(label: str, corpus: Path, work: Path, args: argparse.Namespace)
         "index_type": manifest["index_type"],
         "units": manifest["units"],
     }
+    units = list(dict.fromkeys(u for p in passages for u in p.units))
+    texts = [p.embed_text for p in passages] + units + list(intent_texts({p.section for p in passages})[1])
     if real:
-        units = list(dict.fromkeys(u for p in passages for u in p.units))
-        texts = [p.embed_text for p in passages] + units + list(intent_texts({p.section for p in passages})[1])
         log(f"[{label}] bare model.encode of the same {len(texts)} texts")
         encode_s = bare_encode(texts)
         row["full_build"]["encode_passages_per_s"] = round(len(passages) / encode_s, 1)
         row["full_build"]["throughput_vs_encode"] = round(encode_s / full.seconds, 3)
+    else:
+        # what embedding every text with the model would have added to the build, from the
+        # model's rate on an even sample of them
+        sample = texts[:: max(1, len(texts) // 512)]
+        log(f"[{label}] bare model.encode of {len(sample)} of its {len(texts)} texts")
+        projected = full.seconds + bare_encode(sample) * len(texts) / len(sample)
+        row["full_build"]["projected_with_model_s"] = round(projected, 1)
     edited = edit_one_percent(corpus, seed=1)
     loaded = read_corpus(corpus)
     passages = chunk(loaded.procedures)
@@ -363,14 +519,16 @@ def bench_corpus(label: str, corpus: Path, work: Path, args: argparse.Namespace)
         "embedded": again.embedded,
         "reused": again.reused,
     }
-    del loaded, passages, embedder
+    if "projected_with_model_s" in row["full_build"]:
+        row["rebuild_1pct"]["vs_projected_full"] = round(again.seconds / row["full_build"]["projected_with_model_s"], 4)
+    del loaded, passages, embedder, units, texts
     gc.collect()
 
     model_id = manifest["model"]
     queries = questions(args.queries)
     names = ["shipped", "candidates"] if count <= args.shipped_max else ["candidates"]
     log(f"[{label}] in-process queries: {', '.join(names)}")
-    row["in_process"] = in_process(root, model_id, queries, names)
+    row["in_process"] = in_process(root, model_id, queries, names, args.recall_queries)
     gc.collect()
     log(f"[{label}] over HTTP ({names[0]})")
     row["http"] = over_http(root, model_id, names[0], queries, args.seconds)
@@ -390,24 +548,35 @@ def log(message: str) -> None:
 def table(rows: Sequence[dict[str, Any]]) -> str:
     head = (
         "| corpus | procedures | passages | vectors | index | build s (passages/s) | vs encode | rebuild 1% s "
-        "(vs full) | in-process p50/p95/p99 ms | model share | HTTP p50/p95/p99 ms | QPS c=1/8/32 | RSS MB | "
-        "cold start s |"
+        "(vs full) | load / verify / construct s | in-process p50/p95/p99 ms | model share | dense recall@10 | "
+        "ranking recall@10 | HTTP p50/p95/p99 ms | QPS c=1/8/32 | RSS MB (anon + file) | cold start s |"
     )
     lines = [head, "|" + "---|" * (head.count("|") - 1)]
     for r in rows:
-        first = next(iter(r["in_process"].values()))
-        proc = first if "p50_ms" in first else {}
+        inside = r["in_process"]
+        name = next(n for n in ("shipped", "candidates") if n in inside)
+        proc = inside[name]
         http = r["http"]
         lat = http["latency"]
         qps = "/".join(str(http["qps"][str(c)]["qps"]) for c in LEVELS)
-        ratio = r["full_build"].get("throughput_vs_encode", "n/a")
+        build = r["full_build"]
+        ratio = build.get("throughput_vs_encode", "n/a")
+        rebuild = r["rebuild_1pct"]
+        versus = f"{rebuild['vs_full']}" + (
+            f"; {rebuild['vs_projected_full']} of {build['projected_with_model_s']} s with the model"
+            if "vs_projected_full" in rebuild
+            else ""
+        )
+        ranking = inside.get("ranking_recall", {}).get("recall@10", "n/a")
+        memory = http["after_load"]
         lines.append(
-            f"| {r['corpus']} | {r['procedures']} | {r['passages']} | {r['vectors']} | "
-            f"{r['full_build']['index_type']} | {r['full_build']['seconds']} ({r['full_build']['passages_per_s']}) | "
-            f"{ratio} | {r['rebuild_1pct']['seconds']} ({r['rebuild_1pct']['vs_full']}) | "
-            f"{proc.get('p50_ms')}/{proc.get('p95_ms')}/{proc.get('p99_ms')} ({next(iter(r['in_process']))}) | "
-            f"{proc.get('model_share')} | {lat['p50_ms']}/{lat['p95_ms']}/{lat['p99_ms']} ({http['searcher']}) | "
-            f"{qps} | {http['after_load']['rss_mb']} | {http['cold_start_s']} |"
+            f"| {r['corpus']} | {r['procedures']} | {r['passages']} | {r['vectors']} | {build['index_type']} | "
+            f"{build['seconds']} ({build['passages_per_s']}) | {ratio} | {rebuild['seconds']} ({versus}) | "
+            f"{inside['load_s']} / {inside['verify_s']} / {proc['construct_s']} | "
+            f"{proc['p50_ms']}/{proc['p95_ms']}/{proc['p99_ms']} ({name}) | {proc['model_share']} | "
+            f"{inside['dense_recall']['recall@10']} | {ranking} | "
+            f"{lat['p50_ms']}/{lat['p95_ms']}/{lat['p99_ms']} ({http['searcher']}) | {qps} | "
+            f"{memory['rss_mb']} ({memory['anon_mb']} + {memory['file_mb']}) | {http['cold_start_s']} |"
         )
     return "\n".join(lines)
 
@@ -421,6 +590,8 @@ def run_server(args: argparse.Namespace) -> int:
     from procqa.settings import Settings
 
     procqa.service.Searcher = SEARCHERS[args.searcher]  # type: ignore[assignment,misc]
+    if args.default_threads:
+        procqa.service.limit_blas_threads = lambda: None  # type: ignore[assignment]
     settings = Settings(index=Path(args.serve), _env_file=None)
     embedder = QueryModel(args.model_id)
     embedder.embed(["warm up"])
@@ -432,7 +603,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--sizes", default="1000", help="synthetic corpus sizes, comma-separated (default 1000)")
     parser.add_argument("--no-sample", action="store_true", help="skip the sample corpus row")
-    parser.add_argument("--random-vectors-above", type=int, default=100, help="random vectors above this size")
+    parser.add_argument("--random-vectors-above", type=int, default=100, help="no model embeddings above this size")
+    parser.add_argument(
+        "--vectors",
+        choices=("sample-derived", "uniform"),
+        default="sample-derived",
+        help="vectors above --random-vectors-above: the sample passages' embeddings plus noise, or uniform random",
+    )
+    parser.add_argument("--recall-queries", type=int, default=20, help="queries scored exactly for ranking recall")
     parser.add_argument("--shipped-max", type=int, default=1000, help="time the shipped Searcher up to this size")
     parser.add_argument("--queries", type=int, default=100, help="queries timed sequentially (default 100)")
     parser.add_argument("--seconds", type=float, default=5.0, help="seconds per QPS level (default 5)")
@@ -445,31 +623,31 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--port", type=int, help=argparse.SUPPRESS)
     parser.add_argument("--model-id", help=argparse.SUPPRESS)
     parser.add_argument("--searcher", default="shipped", help=argparse.SUPPRESS)
+    parser.add_argument("--default-threads", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.serve:
         return run_server(args)
 
-    from threadpoolctl import threadpool_limits
-
     from procqa.embedding import SentenceTransformerEmbedder
+    from procqa.service import limit_blas_threads
 
     SentenceTransformerEmbedder().embed(["load the model before limiting its threads"])
+    limit_blas_threads()  # as the service does
     rows: list[dict[str, Any]] = []
-    with threadpool_limits(limits=1):
-        jobs: list[tuple[str, Callable[[Path], None]]] = []
-        if not args.no_sample:
-            jobs.append(("sample", lambda folder: shutil.copytree(ROOT / "corpus", folder)))
-        sources = [read_source(p) for p in sorted((ROOT / "corpus").glob("*.txt"))]
-        for size in (int(s) for s in args.sizes.split(",") if s.strip()):
-            jobs.append((f"synthetic-{size}", lambda folder, n=size: write_corpus(sources, folder, n, seed=args.seed)))
-        for label, make in jobs:
-            work = args.work / label
-            shutil.rmtree(work, ignore_errors=True)
-            work.mkdir(parents=True)
-            make(work / "corpus")
-            rows.append(bench_corpus(label, work / "corpus", work, args))
-            args.out.parent.mkdir(parents=True, exist_ok=True)
-            args.out.write_text(json.dumps({"cpus": os.cpu_count(), "rows": rows}, indent=2))
+    jobs: list[tuple[str, Callable[[Path], None]]] = []
+    if not args.no_sample:
+        jobs.append(("sample", lambda folder: shutil.copytree(ROOT / "corpus", folder)))
+    sources = [read_source(p) for p in sorted((ROOT / "corpus").glob("*.txt"))]
+    for size in (int(s) for s in args.sizes.split(",") if s.strip()):
+        jobs.append((f"synthetic-{size}", lambda folder, n=size: write_corpus(sources, folder, n, seed=args.seed)))
+    for label, make in jobs:
+        work = args.work / label
+        shutil.rmtree(work, ignore_errors=True)
+        work.mkdir(parents=True)
+        make(work / "corpus")
+        rows.append(bench_corpus(label, work / "corpus", work, args))
+        args.out.parent.mkdir(parents=True, exist_ok=True)
+        args.out.write_text(json.dumps({"cpus": os.cpu_count(), "rows": rows}, indent=2))
     print(table(rows))
     print(f"\nwrote {args.out}")
     return 0

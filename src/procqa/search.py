@@ -11,6 +11,7 @@ top hits and every passage of the best-matching procedures.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -21,13 +22,16 @@ from procqa.embedding import Embedder
 from procqa.errors import NotFoundError, QueryError
 from procqa.index import IndexData, nearest
 from procqa.intent import SectionIntent
-from procqa.matching import ProcedureMatcher, everyday_names, title_names
+from procqa.matching import ProcedureMatcher, everyday_names, title_names, words
+from procqa.shortlist import Shortlist
 
 BARE_NAME = "what is it"  # a query that is only a name or a code asks what the procedure is
 FULL_SCAN = 20_000  # up to this many passages, every passage is scored
 DENSE_CANDIDATES = 200
 LEXICAL_CANDIDATES = 200
 TOP_PROCEDURES = 20
+SHORTLIST_ABOVE = 10_000  # procedures; with more, coded Summaries propose the best ones (procqa.shortlist)
+PROPOSALS = 200  # Summaries the codes propose for TOP_PROCEDURES
 
 
 @dataclass(frozen=True)
@@ -72,33 +76,44 @@ class Searcher:
         self.full_scan = full_scan
         self.embedder = embedder
         self.weights = weights or Weights()
-        self.passages: tuple[Passage, ...] = data.passages
+        # up to index.IN_MEMORY_MAX passages a tuple, above that read from disk when indexed:
+        # what is needed of every passage comes from the index's columns instead
+        self.passages: Sequence[Passage] = data.passages
         self.vectors = data.vectors
-        order = {p["id"]: i for i, p in enumerate(data.procedures)}
-        grouped: dict[str, list[int]] = {p["id"]: [] for p in data.procedures}
-        for passage in self.passages:
-            grouped[passage.procedure_id].append(passage.id)
+        columns = data.columns
+        self.passage_procedure = np.asarray(columns.passage_procedure, dtype=np.int64)
+        by_procedure = np.argsort(self.passage_procedure, kind="stable")
+        bounds = np.searchsorted(self.passage_procedure[by_procedure], np.arange(len(data.procedures) + 1)).tolist()
+        rows = by_procedure.tolist()
+        grouped = [rows[start:end] for start, end in zip(bounds, bounds[1:], strict=False)]
         self.procedures = tuple(
-            ProcedureInfo(p["id"], p["title"], p["code"], p["code_system"], tuple(grouped[p["id"]]))
-            for p in data.procedures
+            ProcedureInfo(p["id"], p["title"], p["code"], p["code_system"], tuple(group))
+            for p, group in zip(data.procedures, grouped, strict=True)
         )
         self.by_id = {p.id: p for p in self.procedures}
-        self.passage_procedure = np.array([order[p.procedure_id] for p in self.passages], dtype=np.int64)
         # the passage that introduces each procedure (its Summary, else its first) stands for it
-        introductions = [self._introduction(grouped[p["id"]]) for p in data.procedures]
+        firsts = np.array([group[0] for group in grouped], dtype=np.int64)
+        summary = columns.sections.index("Summary") if "Summary" in columns.sections else -1
+        summaries = by_procedure[np.asarray(columns.passage_section)[by_procedure] == summary]
+        introductions = firsts.copy()
+        with_summary, first = np.unique(self.passage_procedure[summaries], return_index=True)
+        introductions[with_summary] = summaries[first]
         self.identity = np.asarray(self.vectors[introductions], dtype=np.float32)
+        self.shortlist = Shortlist(self.identity) if len(self.identity) > SHORTLIST_ABOVE else None
         self.intent = SectionIntent(data.intent_labels, data.intents)
-        self.sections = tuple(sorted({p.section for p in self.passages}))
+        self.sections = tuple(sorted(columns.sections))
         section_pos = {name: i for i, name in enumerate(self.intent.names)}
-        self.passage_section = np.array([section_pos.get(p.section, -1) for p in self.passages], dtype=np.int64)
-        self.matcher = ProcedureMatcher(
-            [self._names(p, self.passages[i].text) for p, i in zip(data.procedures, introductions, strict=True)],
-            [p["code"] for p in data.procedures],
-            [" ".join(self.passages[i].text for i in grouped[p["id"]]) for p in data.procedures],
-        )
-
-    def _introduction(self, rows: list[int]) -> int:
-        return next((i for i in rows if self.passages[i].section == "Summary"), rows[0])
+        positions = np.array([section_pos.get(name, -1) for name in columns.sections] + [-1], dtype=np.int64)
+        self.passage_section = positions[np.asarray(columns.passage_section, dtype=np.int64)]
+        names = [
+            self._names(p, self.passages[i].text) for p, i in zip(data.procedures, introductions.tolist(), strict=True)
+        ]
+        # The matcher weighs a name's words by how many procedures' text holds them; each
+        # procedure's stored distinct words that occur in some name count the same as its whole
+        # text, without reading every passage (tests/test_storage.py holds them equal).
+        in_names = {word for name in {name for group in names for name in group} for word in words(name)}
+        texts = data.word_bags().texts(in_names)
+        self.matcher = ProcedureMatcher(names, [p["code"] for p in data.procedures], texts)
 
     @staticmethod
     def _names(record: dict[str, Any], introduction: str) -> list[str]:
@@ -128,10 +143,18 @@ class Searcher:
             return np.arange(len(self.passages))
         _, dense = nearest(self.data.dense, self.vectors, query.rest, DENSE_CANDIDATES)
         lexical = _top(bm25, LEXICAL_CANDIDATES)
-        fit = self.weights.procedure * query.named + self.weights.identity * (self.identity @ query.vector)
-        own = [i for p in _top(fit, TOP_PROCEDURES) for i in self.procedures[p].passage_ids]
+        own = [i for p in self._best_procedures(query) for i in self.procedures[p].passage_ids]
         found = [dense[0][dense[0] >= 0], lexical[bm25[lexical] > 0], np.array(own, dtype=np.int64)]
         return np.unique(np.concatenate(found))
+
+    def _best_procedures(self, query: Query) -> np.ndarray:
+        """The TOP_PROCEDURES procedures whose name and Summary best fit the query."""
+        named = self.weights.procedure * query.named
+        if self.shortlist is None or self.weights.procedure < 0 or (query.named < 0).any():
+            return _top(named + self.weights.identity * (self.identity @ query.vector), TOP_PROCEDURES)
+        return self.shortlist.top(
+            query.vector, TOP_PROCEDURES, bonus=named, weight=self.weights.identity, proposals=PROPOSALS
+        )
 
     def scores(self, query: Query, rows: np.ndarray, bm25: np.ndarray) -> np.ndarray:
         """The fused score of each passage row for the query."""
