@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ctypes
 import queue
 import threading
 from collections.abc import Sequence
@@ -18,6 +19,8 @@ from procqa.search import Searcher
 from procqa.settings import Settings
 
 BATCH_TEXTS = 32  # most texts in one model call made of concurrent requests
+MMAP_THRESHOLD = 2**20  # bytes; larger allocations are mapped from the OS and returned when freed
+M_MMAP_THRESHOLD = -3  # glibc's mallopt parameter
 
 
 def limit_blas_threads() -> None:
@@ -29,6 +32,20 @@ def limit_blas_threads() -> None:
     from threadpoolctl import threadpool_limits
 
     threadpool_limits(limits=1)
+
+
+def return_large_allocations(threshold: int = MMAP_THRESHOLD) -> None:
+    """glibc serves an allocation over its threshold with a fresh mapping and unmaps it when
+    it is freed, but raises the threshold to the size of each such block freed (up to 32 MB),
+    after which blocks of that size come from per-thread heaps that keep what is freed: request
+    threads building 5-10 MB arrays per query held +450 MB more after a load test at 1.3M
+    passages. A fixed threshold keeps per-query arrays returned to the OS (at the cost of page
+    faults, about 1 ms a query there). A no-op where libc is not glibc."""
+    try:
+        mallopt = ctypes.CDLL("libc.so.6").mallopt
+    except (OSError, AttributeError):
+        return
+    mallopt(M_MMAP_THRESHOLD, threshold)
 
 
 @dataclass
@@ -136,6 +153,7 @@ class Service:
     def open(cls, settings: Settings, embedder: Embedder | None = None) -> Service:
         """A service on the configured index; raises when no index can be loaded."""
         limit_blas_threads()
+        return_large_allocations()
         service = cls(settings, embedder or SentenceTransformerEmbedder(settings.model_path))
         service.reload()
         return service
