@@ -69,6 +69,7 @@ sys.path.insert(0, str(ROOT / "scripts"))
 from make_synthetic_corpus import read_source, write_corpus  # noqa: E402
 
 from procqa.search import Searcher  # noqa: E402
+from procqa.settings import Settings  # noqa: E402
 
 DIMENSION = 384
 RANDOM_MODEL = "random-unit-384@1"
@@ -159,7 +160,7 @@ class QueryModel:
     def __init__(self, model_id: str) -> None:
         from procqa.embedding import SentenceTransformerEmbedder
 
-        self.inner = SentenceTransformerEmbedder()
+        self.inner = SentenceTransformerEmbedder.from_settings(Settings())
         self.model_id = model_id
         self.dimension = DIMENSION
         self.seconds = 0.0
@@ -474,7 +475,7 @@ def bench_corpus(label: str, corpus: Path, work: Path, args: argparse.Namespace)
     count = len(loaded.procedures)
     real = count <= args.random_vectors_above
     if real:
-        embedder: Any = SentenceTransformerEmbedder()
+        embedder: Any = SentenceTransformerEmbedder.from_settings(Settings())
     else:
         embedder = RandomEmbedder() if args.vectors == "uniform" else SampleDerivedEmbedder(ROOT / "index")
     if real:
@@ -638,7 +639,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     from procqa.embedding import SentenceTransformerEmbedder
     from procqa.service import limit_blas_threads
 
-    SentenceTransformerEmbedder().embed(["load the model before limiting its threads"])
+    SentenceTransformerEmbedder.from_settings(Settings()).embed(["load the model before limiting its threads"])
     limit_blas_threads()  # as the service does
     rows: list[dict[str, Any]] = []
     jobs: list[tuple[str, Callable[[Path], None]]] = []

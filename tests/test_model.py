@@ -10,7 +10,7 @@ from conftest import ROOT, TINY, build_index
 from fastapi.testclient import TestClient
 
 from procqa.api import create_app
-from procqa.embedding import SentenceTransformerEmbedder
+from procqa.embedding import OnnxModel, SentenceTransformerEmbedder
 from procqa.index import load
 from procqa.search import Searcher
 from procqa.settings import Settings
@@ -19,8 +19,8 @@ pytestmark = pytest.mark.slow
 
 
 @pytest.fixture(scope="module")
-def model() -> SentenceTransformerEmbedder:
-    return SentenceTransformerEmbedder()
+def model(tmp_path_factory: pytest.TempPathFactory) -> SentenceTransformerEmbedder:
+    return SentenceTransformerEmbedder(onnx_folder=tmp_path_factory.mktemp("onnx"))
 
 
 @pytest.fixture(scope="module")
@@ -33,6 +33,30 @@ def test_the_bundled_model_gives_normalised_384_dimensional_vectors(model: Sente
     vectors = model.embed(["how long is recovery", "is a colonoscopy painful"])
     assert vectors.shape == (2, 384)
     assert np.allclose(np.linalg.norm(vectors, axis=1), 1.0, atol=1e-5)
+
+
+QUERIES = ["how long is recovery", "CPT 45378 risks", "will I be awake during a colonoscopy"]
+
+
+def test_queries_embedded_by_onnx_runtime_get_the_vectors_torch_gives(model: SentenceTransformerEmbedder) -> None:
+    assert model.onnx is not None
+    torch = model.model.encode(QUERIES, normalize_embeddings=True, convert_to_numpy=True)
+    assert np.abs(model.embed(QUERIES) - torch).max() < 1e-4
+
+
+def test_a_damaged_onnx_export_is_exported_again(model: SentenceTransformerEmbedder, tmp_path: Path) -> None:
+    path = tmp_path / "model.onnx"
+    path.write_bytes(b"not a model")
+    onnx = OnnxModel.open(model.model, path)
+    assert path.stat().st_size > 1_000_000
+    assert np.allclose(onnx.run(onnx.tokenize(QUERIES)), model.embed(QUERIES), atol=1e-4)
+
+
+def test_without_a_place_for_the_onnx_export_torch_embeds_everything(tmp_path: Path) -> None:
+    (tmp_path / "file").write_text("a file where the export folder should be")
+    embedder = SentenceTransformerEmbedder(onnx_folder=tmp_path / "file")
+    assert embedder.embed(QUERIES).shape == (3, 384)
+    assert embedder.onnx is None
 
 
 @pytest.mark.parametrize(

@@ -542,7 +542,7 @@ async def on_http_error(request: Request, error: Exception) -> JSONResponse:
 
 def open_service(settings: Settings, embedder: Embedder | None) -> Service:
     """The service on the configured index, or one serving nothing that remembers why."""
-    embedder = embedder or SentenceTransformerEmbedder(settings.model_path)
+    embedder = embedder or SentenceTransformerEmbedder.from_settings(settings)
     try:
         return Service.open(settings, embedder)
     except INDEX_ERRORS as error:

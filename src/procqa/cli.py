@@ -49,7 +49,7 @@ def cmd_index(args: argparse.Namespace, settings: Settings) -> int:
     if not corpus.procedures:
         raise ProcqaError(f"no procedure could be read from {args.corpus or settings.corpus}")
     passages = chunk(corpus.procedures)
-    embedder = SentenceTransformerEmbedder(settings.model_path, batch_size=settings.batch_size)
+    embedder = SentenceTransformerEmbedder.from_settings(settings)
     bar, update = _progress(len(passages), "embedding passages")
     with bar:
         report = build(
@@ -115,7 +115,7 @@ def cmd_eval(args: argparse.Namespace, settings: Settings) -> int:
         raise ProcqaError(f"--k is {args.k}; it must be at least 5, as hit@5 needs five results")
     started = time.perf_counter()
     out = Path(args.out)
-    embedder = CachingEmbedder(SentenceTransformerEmbedder(settings.model_path, batch_size=settings.batch_size))
+    embedder = CachingEmbedder(SentenceTransformerEmbedder.from_settings(settings))
     log.info("embedding with %s (dimension %d)", embedder.model_id, embedder.dimension)  # loads the model
     # On two busy cores, spinning OpenMP and OpenBLAS workers made embedding 5x slower and
     # added 8-16 ms to sub-millisecond matrix products; one thread each keeps runs fast and

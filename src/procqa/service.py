@@ -154,7 +154,7 @@ class Service:
         """A service on the configured index; raises when no index can be loaded."""
         limit_blas_threads()
         return_large_allocations()
-        service = cls(settings, embedder or SentenceTransformerEmbedder(settings.model_path))
+        service = cls(settings, embedder or SentenceTransformerEmbedder.from_settings(settings))
         service.reload()
         return service
 

@@ -19,6 +19,10 @@ class Settings(BaseSettings):
     model_path: str | None = Field(
         None, description="Sentence-transformers model folder; default: the bundled all-MiniLM-L6-v2."
     )
+    onnx: bool = Field(True, description="Embed queries with ONNX Runtime (same vectors, about 2x faster).")
+    cache: Path = Field(
+        Path.home() / ".cache" / "procqa", description="Folder for files derived from the model (its ONNX export)."
+    )
     batch_size: int = Field(64, ge=1, le=4096, description="Passages embedded per batch.")
     host: str = Field("127.0.0.1", description="Address the service binds to.")
     port: int = Field(8000, ge=1, le=65535)
