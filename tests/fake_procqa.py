@@ -46,6 +46,10 @@ class SlowEmbedder(FakeEmbedder):
         self.kill_batch = int(kill_at.split(":")[1]) if kill_at.startswith("embed:") else 0
         self.batches = 0
 
+    @classmethod
+    def from_settings(cls, settings: Any) -> SlowEmbedder:
+        return cls()
+
     def embed(self, texts: Sequence[str]) -> np.ndarray:
         self.batches += 1
         if self.started and self.batches == 1:

@@ -336,7 +336,7 @@ def test_a_folder_without_qrels_is_not_a_beir_folder(tmp_path: Path) -> None:
 @pytest.fixture
 def fake_model(monkeypatch: pytest.MonkeyPatch) -> CountingEmbedder:
     embedder = CountingEmbedder()
-    monkeypatch.setattr("procqa.embedding.SentenceTransformerEmbedder", lambda *args, **kwargs: embedder)
+    monkeypatch.setattr("procqa.embedding.SentenceTransformerEmbedder.from_settings", lambda settings: embedder)
     return embedder
 
 

@@ -246,7 +246,7 @@ def test_without_an_index_load_says_how_to_build_one(root: Path) -> None:
 @pytest.fixture
 def fake_model(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
     """`procqa index` embeds with the fake embedder, under default settings."""
-    monkeypatch.setattr(embedding, "SentenceTransformerEmbedder", lambda *args, **kwargs: FakeEmbedder())
+    monkeypatch.setattr(embedding.SentenceTransformerEmbedder, "from_settings", lambda settings: FakeEmbedder())
     get_settings.cache_clear()
     yield
     get_settings.cache_clear()

@@ -75,4 +75,4 @@ def test_section_intent_learns_labels_from_examples() -> None:
     query = centres[1] / np.linalg.norm(centres[1])
     probabilities = intent.probabilities(query)
     assert intent.names == ("Recovery", "Duration")
-    assert probabilities[1] > 0.9 and abs(probabilities.sum() - 1) < 1e-5
+    assert probabilities[1] > 0.7 and abs(probabilities.sum() - 1) < 1e-5

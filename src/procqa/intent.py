@@ -65,7 +65,7 @@ def _softmax(logits: np.ndarray) -> np.ndarray:
 
 
 def _fit(
-    x: np.ndarray, y: np.ndarray, scale: float, *, steps: int = 300, l2: float = 1.0
+    x: np.ndarray, y: np.ndarray, scale: float, *, steps: int = 300, l2: float = 0.1
 ) -> tuple[np.ndarray, np.ndarray]:
     """Full-batch gradient descent on the L2-regularised softmax loss; deterministic."""
     weights = np.zeros((x.shape[1], y.shape[1]), dtype=np.float32)

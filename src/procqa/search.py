@@ -32,6 +32,9 @@ LEXICAL_CANDIDATES = 200
 TOP_PROCEDURES = 20
 SHORTLIST_ABOVE = 10_000  # procedures; with more, coded Summaries propose the best ones (procqa.shortlist)
 PROPOSALS = 200  # Summaries the codes propose for TOP_PROCEDURES
+# Section intent is read from the query less its procedure's name, and a quarter from the
+# whole query: the name can carry what is asked ("blood transfusion reactions" -> "reactions").
+WHOLE_QUERY_INTENT = 0.25
 
 
 @dataclass(frozen=True)
@@ -162,7 +165,9 @@ class Searcher:
         procedures = self.passage_procedure[rows]
         top = float(bm25.max()) if bm25.size else 0.0
         lexical = bm25[rows] / top if top > 0 else bm25[rows]
-        probabilities = self.intent.probabilities(query.rest)
+        probabilities = (1 - WHOLE_QUERY_INTENT) * self.intent.probabilities(
+            query.rest
+        ) + WHOLE_QUERY_INTENT * self.intent.probabilities(query.vector)
         sections = self.passage_section[rows]
         return (
             w.dense * (np.asarray(self.vectors[rows], dtype=np.float32) @ query.rest)
