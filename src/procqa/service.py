@@ -156,6 +156,7 @@ class Service:
         return_large_allocations()
         service = cls(settings, embedder or SentenceTransformerEmbedder.from_settings(settings))
         service.reload()
+        service.embedder.embed(["warm up"])  # the first query then finds every model loaded
         return service
 
     def reload(self) -> str:
