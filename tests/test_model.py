@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import json
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -10,7 +13,7 @@ from conftest import ROOT, TINY, build_index
 from fastapi.testclient import TestClient
 
 from procqa.api import create_app
-from procqa.embedding import OnnxModel, SentenceTransformerEmbedder
+from procqa.embedding import OnnxModel, SentenceTransformerEmbedder, export
 from procqa.index import load
 from procqa.search import Searcher
 from procqa.settings import Settings
@@ -44,12 +47,35 @@ def test_queries_embedded_by_onnx_runtime_get_the_vectors_torch_gives(model: Sen
     assert np.abs(model.embed(QUERIES) - torch).max() < 1e-4
 
 
+def test_an_exported_model_opens_without_torch(model: SentenceTransformerEmbedder) -> None:
+    assert model.onnx is not None
+    script = (
+        "import sys; from pathlib import Path; from procqa.embedding import OnnxModel; "
+        f"OnnxModel.open(Path({str(model.onnx_folder / (model.model_id + '.onnx'))!r})); "
+        "assert 'torch' not in sys.modules, 'torch was imported'"
+    )
+    subprocess.run([sys.executable, "-c", script], check=True, timeout=120)
+
+
 def test_a_damaged_onnx_export_is_exported_again(model: SentenceTransformerEmbedder, tmp_path: Path) -> None:
-    path = tmp_path / "model.onnx"
+    embedder = SentenceTransformerEmbedder(model.model_path, onnx_folder=tmp_path)
+    embedder.__dict__["model"] = model.model  # the torch model, already loaded
+    path = tmp_path / f"{model.model_id}.onnx"
     path.write_bytes(b"not a model")
-    onnx = OnnxModel.open(model.model, path)
+    (tmp_path / f"{model.model_id}.json").write_text("{}")
+    assert embedder.onnx is not None
     assert path.stat().st_size > 1_000_000
-    assert np.allclose(onnx.run(onnx.tokenize(QUERIES)), model.embed(QUERIES), atol=1e-4)
+    assert np.abs(embedder.embed(QUERIES) - model.embed(QUERIES)).max() < 1e-4
+
+
+def test_an_export_that_drifts_from_torch_is_refused(model: SentenceTransformerEmbedder, tmp_path: Path) -> None:
+    path = tmp_path / "drifted.onnx"
+    export(model.model, path)
+    meta = json.loads(path.with_suffix(".json").read_text())
+    meta["vectors"][0][0] += 0.01
+    path.with_suffix(".json").write_text(json.dumps(meta))
+    with pytest.raises(ValueError, match="off torch's vectors"):
+        OnnxModel.open(path)
 
 
 def test_without_a_place_for_the_onnx_export_torch_embeds_everything(tmp_path: Path) -> None:

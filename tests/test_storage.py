@@ -146,7 +146,7 @@ def test_the_stored_word_bags_weigh_names_as_the_whole_text_does(root: Path, fak
 
     assert searcher.matcher.idf == whole.idf
     for question in QUESTIONS:
-        assert searcher.matcher.scores(question) == whole.scores(question)
+        assert np.array_equal(searcher.matcher.scores(question), whole.scores(question))
 
 
 def test_a_rebuild_reuses_the_word_bags_of_unchanged_procedures(tmp_path: Path, fake_embedder: FakeEmbedder) -> None:

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import hashlib
+import json
 import logging
 import os
 import threading
 import warnings
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from functools import cached_property
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
@@ -19,10 +21,11 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-# Padded tokens (texts x longest text) up to which ONNX Runtime beats torch on two cores: one
-# short query takes 3 ms there against torch's 7 ms, 16 queries 30 against 34 ms, while torch
-# is faster from about 16 passages on (257 against 330 ms).
-ONNX_MOST_TOKENS = 512
+# Calls of up to this many texts (queries, alone or batched: service.BATCH_TEXTS) go to ONNX
+# Runtime. On two cores one short query takes 2.5 ms there against torch's 7 ms, 16 queries
+# 30 against 34 ms; torch is faster on batches of passages (16: 257 against 330 ms), which
+# index builds embed many at a time.
+ONNX_MOST_TEXTS = 32
 AGREEMENT = 1e-4  # largest difference from torch's vector an exported model may show
 
 
@@ -84,16 +87,26 @@ class SentenceTransformerEmbedder:
 
     @cached_property
     def dimension(self) -> int:
+        if self.onnx is not None:
+            return self.onnx.dimension
         return int(self.model.get_embedding_dimension())
 
     @cached_property
     def onnx(self) -> OnnxModel | None:
         """The model run by ONNX Runtime, for small calls; None when not configured or when it
-        cannot be had (then torch embeds everything, as it would without it)."""
+        cannot be had (then torch embeds everything, as it would without it). Once exported it
+        opens without torch, which a service answering queries then never loads (380 MB)."""
         if self.onnx_folder is None:
             return None
+        path = self.onnx_folder / f"{self.model_id}.onnx"
         try:
-            return OnnxModel.open(self.model, self.onnx_folder / f"{self.model_id}.onnx")
+            return OnnxModel.open(path)
+        except Exception as error:  # missing or damaged: exported anew below
+            if path.exists():
+                log.warning("exporting the model to ONNX again: %s", error)
+        try:
+            export(self.model, path)
+            return OnnxModel.open(path)
         except Exception as error:  # an optional speed-up: any failure leaves torch in charge
             log.warning("embedding with torch only: no ONNX model (%s)", error)
             return None
@@ -102,10 +115,8 @@ class SentenceTransformerEmbedder:
         if not texts:
             return np.zeros((0, self.dimension), dtype=np.float32)
         with self._lock:
-            if self.onnx is not None:
-                features = self.onnx.tokenize(texts)
-                if features["input_ids"].size <= ONNX_MOST_TOKENS:
-                    return self.onnx.run(features)
+            if len(texts) <= ONNX_MOST_TEXTS and self.onnx is not None:
+                return self.onnx.embed(texts)
             vectors = self.model.encode(
                 list(texts),
                 batch_size=self.batch_size,
@@ -128,45 +139,35 @@ def _file_sig(path: Path) -> bytes:
 
 class OnnxModel:
     """A sentence-transformers pipeline (transformer, pooling and any further modules) exported
-    to ONNX from its local weights and run by ONNX Runtime on one thread. The file is written
-    once per model (atomically) and checked against torch each time it is opened; a file that
-    disagrees is exported anew."""
+    to ONNX from its local weights (`export`) and run by ONNX Runtime on one thread. Beside the
+    model file lie its tokenizer and torch's vectors for a few probe texts, which the exported
+    model must reproduce each time it is opened."""
 
-    def __init__(self, session: Any, tokenizer: Any, names: list[str]) -> None:
+    def __init__(self, session: Any, tokenizer: Any) -> None:
         self.session = session
         self.tokenizer = tokenizer
-        self.names = names
+        self.names = [i.name for i in session.get_inputs()]
+        self.dimension = int(session.get_outputs()[0].shape[-1])
 
     @classmethod
-    def open(cls, model: Any, path: Path) -> OnnxModel:
+    def open(cls, path: Path) -> OnnxModel:
+        """The exported model at `path`; raises when it is missing or does not reproduce its probes."""
         import onnxruntime
         from tokenizers import Tokenizer
 
-        tokenizer = Tokenizer.from_str(model.tokenizer.backend_tokenizer.to_str())  # a copy to set up
-        tokenizer.enable_truncation(model.max_seq_length)
-        tokenizer.enable_padding(pad_id=model.tokenizer.pad_token_id, pad_token=model.tokenizer.pad_token)
-        probe = ["How long does recovery take after the procedure?", "Risks"]
-        expected = model.encode(probe, normalize_embeddings=True, convert_to_numpy=True)
+        meta = json.loads(path.with_suffix(".json").read_text("utf-8"))
+        options = onnxruntime.SessionOptions()
+        options.intra_op_num_threads = 1
+        options.inter_op_num_threads = 1
+        session = onnxruntime.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+        model = cls(session, Tokenizer.from_str(meta["tokenizer"]))
+        error = float(np.abs(model.embed(meta["probes"]) - np.array(meta["vectors"])).max())
+        if error > AGREEMENT:
+            raise ValueError(f"{path} is off torch's vectors by {error:.2g}")
+        return model
 
-        def checked() -> OnnxModel | None:
-            try:
-                options = onnxruntime.SessionOptions()
-                options.intra_op_num_threads = 1
-                options.inter_op_num_threads = 1
-                session = onnxruntime.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
-                onnx = cls(session, tokenizer, [i.name for i in session.get_inputs()])
-                agrees = float(np.abs(onnx.run(onnx.tokenize(probe)) - expected).max()) <= AGREEMENT
-            except Exception as error:  # unreadable: exported anew below
-                log.warning("cannot use %s: %s", path, error)
-                return None
-            return onnx if agrees else None
-
-        if path.exists() and (found := checked()) is not None:
-            return found
-        _export(model, path)
-        if (exported := checked()) is None:
-            raise RuntimeError(f"the model exported to {path} does not reproduce its vectors")
-        return exported
+    def embed(self, texts: Sequence[str]) -> np.ndarray:
+        return self.run(self.tokenize(texts))
 
     def tokenize(self, texts: Sequence[str]) -> dict[str, np.ndarray]:
         encodings = self.tokenizer.encode_batch(list(texts))
@@ -183,9 +184,15 @@ class OnnxModel:
         return np.ascontiguousarray(vectors, dtype=np.float32)
 
 
-def _export(model: Any, path: Path) -> None:
-    """Trace the model's forward pass from features to sentence embedding into `path`."""
+PROBES = ["How long does recovery take after the procedure?", "Risks", "CPT 47562 laparoscopic cholecystectomy"]
+
+
+def export(model: Any, path: Path) -> None:
+    """Trace a loaded sentence-transformers model, from features to sentence embedding, into
+    `path`, with its tokenizer (truncating and padding as the model does) and its vectors for
+    PROBES beside it in `path`.json. Both files are replaced atomically, the model first."""
     import torch
+    from tokenizers import Tokenizer
 
     features = model.tokenizer(["an example sentence", "two"], padding=True, return_tensors="pt")
     names = [name for name in ("input_ids", "attention_mask", "token_type_ids") if name in features]
@@ -198,22 +205,35 @@ def _export(model: Any, path: Path) -> None:
         def forward(self, *inputs: torch.Tensor) -> torch.Tensor:
             return self.model(dict(zip(names, inputs, strict=True)))["sentence_embedding"]
 
+    tokenizer = Tokenizer.from_str(model.tokenizer.backend_tokenizer.to_str())
+    tokenizer.enable_truncation(model.max_seq_length)
+    tokenizer.enable_padding(pad_id=model.tokenizer.pad_token_id, pad_token=model.tokenizer.pad_token)
+    vectors = model.encode(PROBES, normalize_embeddings=True, convert_to_numpy=True)
+    meta = {"tokenizer": tokenizer.to_str(), "probes": PROBES, "vectors": vectors.tolist()}
     path.parent.mkdir(parents=True, exist_ok=True)
-    partial = path.with_name(f".{path.name}.{os.getpid()}.partial")
     axes = {name: {0: "texts", 1: "tokens"} for name in names}
+    with _replacing(path) as partial, torch.no_grad(), warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # the tracer's notes on code paths it fixes for these shapes
+        torch.onnx.export(
+            Pipeline().eval(),
+            tuple(features[name] for name in names),
+            str(partial),
+            input_names=names,
+            output_names=["embedding"],
+            dynamic_axes={**axes, "embedding": {0: "texts"}},
+            opset_version=17,
+            dynamo=False,
+        )
+    with _replacing(path.with_suffix(".json")) as partial:
+        partial.write_text(json.dumps(meta), "utf-8")
+
+
+@contextmanager
+def _replacing(path: Path) -> Iterator[Path]:
+    """A temporary path beside `path` that replaces it when the block succeeds."""
+    partial = path.with_name(f".{path.name}.{os.getpid()}.partial")
     try:
-        with torch.no_grad(), warnings.catch_warnings():
-            warnings.simplefilter("ignore")  # the tracer's notes on code paths it fixes for these shapes
-            torch.onnx.export(
-                Pipeline().eval(),
-                tuple(features[name] for name in names),
-                str(partial),
-                input_names=names,
-                output_names=["embedding"],
-                dynamic_axes={**axes, "embedding": {0: "texts"}},
-                opset_version=17,
-                dynamo=False,
-            )
+        yield partial
         os.replace(partial, path)
     finally:
         partial.unlink(missing_ok=True)

@@ -14,7 +14,9 @@ from collections import Counter, defaultdict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
+import numpy as np
 from rapidfuzz import fuzz, process
+from scipy import sparse
 
 CUES = re.compile(
     r"\b(?:called|known as|call it|know it as|refer to it as|referred to as|describe it as|"
@@ -92,14 +94,19 @@ class ProcedureMatcher:
         df = Counter(w for bag in bags for w in bag)
         self.idf = {w: math.log(1 + self.size / df[w]) for n in self.names for w in n.words}
         self.vocabulary = sorted(self.idf)
-        self.totals = [sum(self.idf[w] for w in name.words) for name in self.names]
         self.enough = 1.5 * math.log(1 + self.size)  # evidence of about one and a half rare words
-        # names by the words they contain and by procedure, so a query looks only at its own
-        self.by_word: dict[str, list[int]] = defaultdict(list)
+        # names x vocabulary, each word's idf where a name holds it: a query's evidence for
+        # every name is one product with the columns of the words it matched
+        column = {w: i for i, w in enumerate(self.vocabulary)}
+        rows = np.repeat(np.arange(len(self.names)), [len(name.words) for name in self.names])
+        cols = np.array([column[w] for name in self.names for w in name.words], dtype=np.int64)
+        weights = np.array([self.idf[w] for name in self.names for w in name.words], dtype=np.float64)
+        self.name_words = sparse.csc_matrix((weights, (rows, cols)), shape=(len(self.names), len(self.vocabulary)))
+        self.column = column
+        self.name_procedure = np.array([name.procedure for name in self.names], dtype=np.int64)
+        self.totals = np.asarray(self.name_words.sum(axis=1)).ravel()
         self.by_procedure: list[list[int]] = [[] for _ in range(self.size)]
         for number, name in enumerate(self.names):
-            for word in set(name.words):
-                self.by_word[word].append(number)
             self.by_procedure[name.procedure].append(number)
         self.codes: dict[str, list[int]] = defaultdict(list)
         for i, code in enumerate(codes):
@@ -128,11 +135,12 @@ class ProcedureMatcher:
                     best[candidate] = max(best.get(candidate, 0.0), score / 100)
         return best
 
-    def residual(self, query: str, scores: Sequence[float], *, threshold: float = 0.5) -> str:
+    def residual(self, query: str, scores: Sequence[float] | np.ndarray, *, threshold: float = 0.5) -> str:
         """The query without the words that name the best recognised procedure(s) or a code:
         what is left says which section is wanted."""
-        cut = max(threshold, 0.9 * max(scores, default=0.0))
-        best = (i for i, score in enumerate(scores) if score >= cut)
+        scores = np.asarray(scores, dtype=np.float64)
+        cut = max(threshold, 0.9 * float(scores.max(initial=0.0)))
+        best = np.flatnonzero(scores >= cut).tolist()
         named = {w for i in best for number in self.by_procedure[i] for w in self.names[number].words}
         codes = {c for c in CODE.findall(query.upper()) if c in self.codes}
         kept = []
@@ -145,15 +153,18 @@ class ProcedureMatcher:
             kept.append(token)
         return " ".join(kept)
 
-    def scores(self, query: str) -> list[float]:
+    def scores(self, query: str) -> np.ndarray:
         """Per procedure: the best idf-weighted share of one of its names found in the query."""
         matched = self._word_matches(words(query))
-        out = [0.0] * self.size
-        for number in {n for word in matched for n in self.by_word.get(word, ())}:
-            name = self.names[number]
-            got = sum(self.idf[w] * matched.get(w, 0.0) for w in name.words)
-            score = (1 - EVIDENCE) * got / self.totals[number] + EVIDENCE * min(1.0, got / self.enough)
-            out[name.procedure] = max(out[name.procedure], score)
+        out = np.zeros(self.size, dtype=np.float64)
+        if not matched:
+            return out
+        columns = [self.column[w] for w in matched]
+        got = self.name_words[:, columns] @ np.fromiter(matched.values(), dtype=np.float64, count=len(matched))
+        found = np.flatnonzero(got)
+        got = got[found]
+        score = (1 - EVIDENCE) * got / self.totals[found] + EVIDENCE * np.minimum(1.0, got / self.enough)
+        np.maximum.at(out, self.name_procedure[found], score)
         return out
 
 

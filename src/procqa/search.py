@@ -225,12 +225,10 @@ def _top(values: np.ndarray, n: int) -> np.ndarray:
 
 
 def _top_positive(values: np.ndarray, n: int) -> np.ndarray:
-    """Indices of the n largest positive values (fewer when fewer are positive), found by their
-    threshold: the one copy of `values` made is a partition, 5 MB at 1.3M passages, where
-    `_top` makes 15 MB, which request threads' malloc arenas then keep."""
-    if values.size <= n:
-        return np.flatnonzero(values > 0)
-    threshold = max(float(np.partition(values, values.size - n)[values.size - n]), 0.0)
-    above = np.flatnonzero(values > threshold)
-    ties = np.flatnonzero(values == threshold)[: n - above.size] if threshold > 0 else above[:0]
-    return np.concatenate([above, ties])
+    """Indices of the n largest positive values (fewer when fewer are positive), in no
+    particular order. BM25 is zero for most passages, so the positive ones are picked first:
+    a partition of all 1.3M scores took 10 ms a query."""
+    positive = np.flatnonzero(values > 0)
+    if positive.size <= n:
+        return positive
+    return positive[np.argpartition(-values[positive], n)[:n]]
