@@ -105,9 +105,10 @@ class ProcedureMatcher:
         self.column = column
         self.name_procedure = np.array([name.procedure for name in self.names], dtype=np.int64)
         self.totals = np.asarray(self.name_words.sum(axis=1)).ravel()
-        self.by_procedure: list[list[int]] = [[] for _ in range(self.size)]
-        for number, name in enumerate(self.names):
-            self.by_procedure[name.procedure].append(number)
+        # procedures x vocabulary: the words of all of a procedure's names
+        self.procedure_words = sparse.csr_matrix(
+            (np.ones(len(cols)), (self.name_procedure[rows], cols)), shape=(self.size, len(self.vocabulary))
+        )
         self.codes: dict[str, list[int]] = defaultdict(list)
         for i, code in enumerate(codes):
             if code:
@@ -140,8 +141,8 @@ class ProcedureMatcher:
         what is left says which section is wanted."""
         scores = np.asarray(scores, dtype=np.float64)
         cut = max(threshold, 0.9 * float(scores.max(initial=0.0)))
-        best = np.flatnonzero(scores >= cut).tolist()
-        named = {w for i in best for number in self.by_procedure[i] for w in self.names[number].words}
+        best = np.flatnonzero(scores >= cut)
+        named = {self.vocabulary[c] for c in np.unique(self.procedure_words[best].indices).tolist()}
         codes = {c for c in CODE.findall(query.upper()) if c in self.codes}
         kept = []
         for token in query.split():
@@ -162,9 +163,14 @@ class ProcedureMatcher:
         columns = [self.column[w] for w in matched]
         got = self.name_words[:, columns] @ np.fromiter(matched.values(), dtype=np.float64, count=len(matched))
         found = np.flatnonzero(got)
+        if not found.size:
+            return out
         got = got[found]
         score = (1 - EVIDENCE) * got / self.totals[found] + EVIDENCE * np.minimum(1.0, got / self.enough)
-        np.maximum.at(out, self.name_procedure[found], score)
+        # names are numbered procedure by procedure: the best of each run of one procedure's
+        procedures = self.name_procedure[found]
+        starts = np.flatnonzero(np.diff(procedures, prepend=-1))
+        out[procedures[starts]] = np.maximum.reduceat(score, starts)
         return out
 
 
