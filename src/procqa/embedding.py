@@ -1,4 +1,5 @@
-"""Embedders: a protocol with one method, and the real one on sentence-transformers."""
+"""Embedders: a protocol with one method, and the real one on sentence-transformers, whose
+queries ONNX Runtime runs from an export of the same model."""
 
 from __future__ import annotations
 
