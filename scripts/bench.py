@@ -3,7 +3,7 @@ memory and cold start, on the sample corpus and on synthetic corpora of given si
 
     python scripts/bench.py                          # sample corpus (real model) + 1k synthetic: ~6 min
     python scripts/bench.py --sizes 1000,10000 --shipped-max 10000   # ~20 min; reports/bench.json holds this
-    python scripts/bench.py --sizes 100000 --no-sample  # 1.3M passages: ~10 GB per index version, 30+ min
+    python scripts/bench.py --sizes 100000 --no-sample  # 1.3M passages: ~10 GB per index version, ~15 min
 
 Each row: a corpus is written (scripts/make_synthetic_corpus.py), indexed from scratch, 1%
 of its documents are edited and it is indexed again; queries (eval/questions.jsonl) are
@@ -75,6 +75,7 @@ DIMENSION = 384
 RANDOM_MODEL = "random-unit-384@1"
 SAMPLE_DERIVED_MODEL = "sample-derived-384@1"
 TITLE_NOISE = 0.3  # a copied passage's vector is its sample passage's plus this much noise: cosine 0.96
+RELOAD_MAX = 10_000  # procedures up to which a row also reloads under load
 LEVELS = (1, 8, 32)
 
 
@@ -426,7 +427,38 @@ def throughput(url: str, queries: Sequence[str], concurrency: int, seconds: floa
     return {"qps": round(done[0] / elapsed, 1), "failed": failed[0], **percentiles(latencies or [0.0])}
 
 
-def over_http(root: Path, model_id: str, searcher: str, queries: Sequence[str], seconds: float) -> dict[str, Any]:
+def reloads_under_load(
+    root: Path, process: subprocess.Popen[bytes], url: str, queries: Sequence[str], seconds: float
+) -> dict[str, Any]:
+    """Searches at concurrency 8 for `seconds` while, every second, a new index version (the
+    served one's files, hard-linked) is pointed at and the server told by SIGHUP; the versions
+    /health then reports are counted, and every failed request."""
+    import signal
+
+    import httpx
+
+    from procqa.index import current_version, point
+
+    load: dict[str, Any] = {}
+    worker = threading.Thread(target=lambda: load.update(throughput(url, queries, 8, seconds)))
+    worker.start()
+    source, swapped, served = current_version(root), 0, set()
+    with httpx.Client(base_url=url, timeout=60) as client:
+        while worker.is_alive():
+            name = f"{source.name}-reload{swapped:03d}"
+            shutil.copytree(source, source.parent / name, copy_function=os.link)
+            point(root, name)
+            process.send_signal(signal.SIGHUP)
+            swapped += 1
+            time.sleep(1.0)
+            served.add(client.get("/health").json().get("version"))
+    worker.join()
+    return {"reloads": swapped, "versions_served": len(served - {source.name}), **load}
+
+
+def over_http(
+    root: Path, model_id: str, searcher: str, queries: Sequence[str], seconds: float, *, reload: bool
+) -> dict[str, Any]:
     process, url, cold = serve(root, model_id, searcher, limit_threads=True)
     try:
         result: dict[str, Any] = {"searcher": searcher, "cold_start_s": round(cold, 2), **rss_mb(process.pid)}
@@ -434,6 +466,8 @@ def over_http(root: Path, model_id: str, searcher: str, queries: Sequence[str], 
         result["latency"] = http_latency(url, queries)
         result["qps"] = {str(c): throughput(url, queries, c, seconds) for c in LEVELS}
         result["after_load"] = rss_mb(process.pid)
+        if reload:
+            result["reload_under_load"] = reloads_under_load(root, process, url, queries, seconds)
         return result
     finally:
         process.terminate()
@@ -479,7 +513,9 @@ def bench_corpus(label: str, corpus: Path, work: Path, args: argparse.Namespace)
     else:
         embedder = RandomEmbedder() if args.vectors == "uniform" else SampleDerivedEmbedder(ROOT / "index")
     if real:
+        # load both paths before timing: queries go to ONNX Runtime, a build's batches to torch
         embedder.embed(["warm up"])
+        embedder.model.encode(["warm up"])
     root = work / "index"
     shutil.rmtree(root, ignore_errors=True)
     row: dict[str, Any] = {
@@ -539,7 +575,8 @@ def bench_corpus(label: str, corpus: Path, work: Path, args: argparse.Namespace)
     row["in_process"] = in_process(root, model_id, queries, names, args.recall_queries)
     gc.collect()
     log(f"[{label}] over HTTP ({names[0]})")
-    row["http"] = over_http(root, model_id, names[0], queries, args.seconds)
+    # a reload holds two versions at once: at 100k procedures that is two 1.4 GB searchers
+    row["http"] = over_http(root, model_id, names[0], queries, args.seconds, reload=count <= RELOAD_MAX)
     if args.default_threads_check:
         log(f"[{label}] over HTTP with default math-library threads")
         row["http_default_threads"] = default_threads(root, model_id, names[0], queries[: max(10, args.queries // 4)])
@@ -557,7 +594,8 @@ def table(rows: Sequence[dict[str, Any]]) -> str:
     head = (
         "| corpus | procedures | passages | vectors | index | build s (passages/s) | vs encode | rebuild 1% s "
         "(vs full) | load / verify / construct s | in-process p50/p95/p99 ms | model share | dense recall@10 | "
-        "ranking recall@10 | HTTP p50/p95/p99 ms | QPS c=1/8/32 | RSS MB (anon + file) | cold start s |"
+        "ranking recall@10 | HTTP p50/p95/p99 ms | QPS c=1/8/32 | RSS MB (anon + file) | cold start s | "
+        "reloads under load (failed) |"
     )
     lines = [head, "|" + "---|" * (head.count("|") - 1)]
     for r in rows:
@@ -577,6 +615,8 @@ def table(rows: Sequence[dict[str, Any]]) -> str:
         )
         ranking = inside.get("ranking_recall", {}).get("recall@10", "n/a")
         memory = http["after_load"]
+        reloads = http.get("reload_under_load")
+        reloaded = f"{reloads['reloads']} ({reloads['failed']})" if reloads else "n/a"
         lines.append(
             f"| {r['corpus']} | {r['procedures']} | {r['passages']} | {r['vectors']} | {build['index_type']} | "
             f"{build['seconds']} ({build['passages_per_s']}) | {ratio} | {rebuild['seconds']} ({versus}) | "
@@ -584,7 +624,7 @@ def table(rows: Sequence[dict[str, Any]]) -> str:
             f"{proc['p50_ms']}/{proc['p95_ms']}/{proc['p99_ms']} ({name}) | {proc['model_share']} | "
             f"{inside['dense_recall']['recall@10']} | {ranking} | "
             f"{lat['p50_ms']}/{lat['p95_ms']}/{lat['p99_ms']} ({http['searcher']}) | {qps} | "
-            f"{memory['rss_mb']} ({memory['anon_mb']} + {memory['file_mb']}) | {http['cold_start_s']} |"
+            f"{memory['rss_mb']} ({memory['anon_mb']} + {memory['file_mb']}) | {http['cold_start_s']} | {reloaded} |"
         )
     return "\n".join(lines)
 
