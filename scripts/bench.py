@@ -432,7 +432,7 @@ def reloads_under_load(
 ) -> dict[str, Any]:
     """Searches at concurrency 8 for `seconds` while, every second, a new index version (the
     served one's files, hard-linked) is pointed at and the server told by SIGHUP; the versions
-    /health then reports are counted, and every failed request."""
+    /ready then reports are counted, and every failed request."""
     import signal
 
     import httpx
@@ -451,7 +451,7 @@ def reloads_under_load(
             process.send_signal(signal.SIGHUP)
             swapped += 1
             time.sleep(1.0)
-            served.add(client.get("/health").json().get("version"))
+            served.add(client.get("/ready").json().get("version"))
     worker.join()
     return {"reloads": swapped, "versions_served": len(served - {source.name}), **load}
 
