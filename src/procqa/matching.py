@@ -167,7 +167,7 @@ class ProcedureMatcher:
             return out
         got = got[found]
         score = (1 - EVIDENCE) * got / self.totals[found] + EVIDENCE * np.minimum(1.0, got / self.enough)
-        # names are numbered procedure by procedure: the best of each run of one procedure's
+        # names are numbered procedure by procedure: each procedure gets the best of its run
         procedures = self.name_procedure[found]
         starts = np.flatnonzero(np.diff(procedures, prepend=-1))
         out[procedures[starts]] = np.maximum.reduceat(score, starts)
