@@ -438,13 +438,8 @@ def build(
         lap("dense")
         Lexical.build([p.embed_text for p in passages]).save(tmp / "lexical")
         lap("lexical")
-        sections = tuple(sorted({p.section for p in passages}))
-        row_of_section = {name: i for i, name in enumerate(sections)}
-        row_of_procedure = {p.id: i for i, p in enumerate(procedures)}
         Columns(
-            passage_procedure=np.array([row_of_procedure[p.procedure_id] for p in passages], dtype=np.int32),
-            passage_section=np.array([row_of_section[p.section] for p in passages], dtype=np.int32),
-            sections=sections,
+            **_rows(passages, [p.id for p in procedures]),
             line_offsets=np.array(lines, dtype=np.int64),
             unit_offsets=offsets,
             keys=np.array(keys, dtype=KEY).reshape(-1),
@@ -668,6 +663,18 @@ def _read_passages(path: Path) -> tuple[Passage, ...]:
         return tuple(passage_from_record(json.loads(line)) for line in handle)
 
 
+def _rows(passages: Sequence[Passage], procedure_ids: Sequence[str]) -> dict[str, Any]:
+    """Each passage's procedure row and section number, and the sorted section names."""
+    sections = tuple(sorted({p.section for p in passages}))
+    row_of_section = {name: i for i, name in enumerate(sections)}
+    row_of_procedure = {ident: i for i, ident in enumerate(procedure_ids)}
+    return {
+        "passage_procedure": np.array([row_of_procedure[p.procedure_id] for p in passages], dtype=np.int32),
+        "passage_section": np.array([row_of_section[p.section] for p in passages], dtype=np.int32),
+        "sections": sections,
+    }
+
+
 def _columns_of(
     folder: Path, passages: Sequence[Passage], procedures: Sequence[dict[str, Any]], model_id: str
 ) -> Columns:
@@ -675,14 +682,9 @@ def _columns_of(
     with (folder / "passages.jsonl").open("rb") as handle:
         records = [json.loads(line) for line in handle]
     keys = [r["key"] for r in records]
-    sections = tuple(sorted({p.section for p in passages}))
-    row_of_section = {name: i for i, name in enumerate(sections)}
-    row_of_procedure = {p["id"]: i for i, p in enumerate(procedures)}
     units = sum(len(p.units) for p in passages)
     return Columns(
-        passage_procedure=np.array([row_of_procedure[p.procedure_id] for p in passages], dtype=np.int32),
-        passage_section=np.array([row_of_section[p.section] for p in passages], dtype=np.int32),
-        sections=sections,
+        **_rows(passages, [p["id"] for p in procedures]),
         line_offsets=line_offsets(folder / "passages.jsonl"),
         unit_offsets=np.array([r["unit_start"] for r in records] + [units], dtype=np.int64),
         keys=np.array(keys, dtype=KEY).reshape(-1),

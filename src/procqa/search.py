@@ -24,7 +24,7 @@ from procqa.errors import NotFoundError, QueryError
 from procqa.index import IndexData, nearest
 from procqa.intent import SectionIntent
 from procqa.matching import ProcedureMatcher, everyday_names, title_names, words
-from procqa.shortlist import Shortlist
+from procqa.shortlist import Shortlist, largest
 
 BARE_NAME = "what is it"  # a query that is only a name or a code asks what the procedure is
 FULL_SCAN = 20_000  # up to this many passages, every passage is scored
@@ -163,7 +163,7 @@ class Searcher:
         """The TOP_PROCEDURES procedures whose name and Summary best fit the query."""
         named = self.weights.procedure * query.named
         if self.shortlist is None or self.weights.procedure < 0 or (query.named < 0).any():
-            return _top(named + self.weights.identity * (self.identity @ query.vector), TOP_PROCEDURES)
+            return largest(named + self.weights.identity * (self.identity @ query.vector), TOP_PROCEDURES)
         return self.shortlist.top(
             query.vector, TOP_PROCEDURES, bonus=named, weight=self.weights.identity, proposals=PROPOSALS
         )
@@ -233,11 +233,6 @@ class Searcher:
 def _understood(query: str, named: np.ndarray, vectors: np.ndarray) -> Query:
     """The query with the vectors of its texts: the whole query, then the query less its name."""
     return Query(query, named, vectors[0], vectors[-1])
-
-
-def _top(values: np.ndarray, n: int) -> np.ndarray:
-    """Indices of the n largest values, in no particular order (all of them when fewer)."""
-    return np.argpartition(-values, n)[:n] if values.size > n else np.arange(values.size)
 
 
 def _top_positive(values: np.ndarray, n: int) -> np.ndarray:
