@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from procqa.intent import SectionIntent
+from procqa.intent import SectionIntent, SectionWords
 from procqa.matching import ProcedureMatcher, everyday_names, title_names
 
 NAMES = [
@@ -76,3 +76,33 @@ def test_section_intent_learns_labels_from_examples() -> None:
     probabilities = intent.probabilities(query)
     assert intent.names == ("Recovery", "Duration")
     assert probabilities[1] > 0.7 and abs(probabilities.sum() - 1) < 1e-5
+
+
+def test_section_words_read_intent_from_one_telling_word() -> None:
+    labels = ("Recovery",) * 3 + ("Risks and Complications",) * 3 + ("Preparation",) * 2
+    texts = (
+        "what restrictions do I have afterwards",
+        "when can I drive again",
+        "how long until I am back to normal",
+        "what can go wrong",
+        "what are the risks",
+        "possible reactions and side effects",
+        "how do I prepare",
+        "prep the night before",
+    )
+    words = SectionWords(labels, texts)
+    assert words.names == ("Recovery", "Risks and Complications", "Preparation")
+    for question, section in [
+        ("pacemaker arm restrictions", "Recovery"),
+        ("transfusion reactions", "Risks and Complications"),
+        ("adult circ prep", "Preparation"),
+    ]:
+        probabilities = words.probabilities(question)
+        assert words.names[int(np.argmax(probabilities))] == section, question
+        assert abs(float(probabilities.sum()) - 1) < 1e-5
+
+
+def test_section_words_are_uniform_for_unknown_words() -> None:
+    words = SectionWords(("Recovery", "Duration"), ("recovery time", "how long does it take"))
+    assert words.probabilities("zzzz qqqq").tolist() == [0.5, 0.5]
+    assert words.probabilities("").tolist() == [0.5, 0.5]

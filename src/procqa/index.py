@@ -147,6 +147,7 @@ class IndexData:
     units: np.ndarray | Rows
     intents: np.ndarray
     intent_labels: tuple[str, ...]
+    intent_texts: tuple[str, ...]
     lexical: Lexical
     columns: Columns
 
@@ -617,6 +618,13 @@ def load_version(
     except (OSError, ValueError, RuntimeError, KeyError, TypeError) as error:
         raise IndexCorruptError(f"{folder} cannot be read ({error}): {REBUILD_HINT}") from None
     counts = (len(passages), vectors.shape[0], dense.ntotal, lexical.size, len(columns.passage_procedure))
+    intent_labels = tuple(manifest.get("intent_labels", []))
+    intent_texts = tuple(manifest.get("intent_texts", []))
+    if not len(intent_labels) == len(intent_texts) == len(intents):
+        raise IndexCorruptError(
+            f"{folder}: {len(intent_labels)} section-intent labels, {len(intent_texts)} texts and "
+            f"{len(intents)} vectors: {REBUILD_HINT}"
+        )
     if len(set(counts)) != 1 or manifest.get("passages") != len(passages) or columns.unit_offsets[-1] != len(units):
         raise IndexCorruptError(f"{folder}: passage counts disagree {counts}: {REBUILD_HINT}")
     return IndexData(
@@ -628,7 +636,8 @@ def load_version(
         dense=dense,
         units=units,
         intents=intents,
-        intent_labels=tuple(manifest.get("intent_labels", [])),
+        intent_labels=intent_labels,
+        intent_texts=intent_texts,
         lexical=lexical,
         columns=columns,
     )

@@ -2,7 +2,8 @@
 
 Canonical sections are described by the example questions, description and aliases in
 data/sections.json; a heading of another collection ("Symptoms") by question templates
-around its own name. A softmax regression over their embeddings gives P(section | query).
+around its own name. Two models learn P(section | query) from the same examples: a softmax
+regression over their embeddings, and naive Bayes over their stemmed words.
 """
 
 from __future__ import annotations
@@ -11,10 +12,12 @@ from collections.abc import Iterable
 
 import numpy as np
 
+from procqa.lexical import stems
 from procqa.sections import CANONICAL, section_info
 
 NEIGHBOURS = 3
 TEMPERATURE = 0.05
+SMOOTHING = 0.3  # additive smoothing of SectionWords' word counts
 TEMPLATES = ("{}", "what are the {}", "tell me about the {}", "{} information", "what about {}")
 
 
@@ -57,6 +60,33 @@ class SectionIntent:
         """P(label | query), in `names` order: the regression averaged with nearest examples,
         which keeps a short question close to its obvious examples ('preparation')."""
         return (_softmax(self.logits(query)) + _softmax(self.neighbours(query) / TEMPERATURE)) / 2
+
+
+class SectionWords:
+    """Multinomial naive Bayes over stemmed words, each counted once per example.
+
+    A short question often carries its intent in one word ("arm *restrictions*", "adult circ
+    *prep*", "transfusion *reactions*") that a sentence embedding of two or three words blurs;
+    counting which sections' examples use that word keeps it."""
+
+    def __init__(self, labels: tuple[str, ...], texts: tuple[str, ...], *, smoothing: float = SMOOTHING) -> None:
+        self.names = tuple(dict.fromkeys(labels))
+        position = {name: i for i, name in enumerate(self.names)}
+        bags = zip(labels, stems(texts), strict=True)
+        examples = [(position[label], word) for label, bag in bags for word in set(bag)]
+        self.vocabulary = {word: i for i, word in enumerate(sorted({word for _, word in examples}))}
+        counts = np.zeros((len(self.names), len(self.vocabulary)), dtype=np.float64)
+        for label, word in examples:
+            counts[label, self.vocabulary[word]] += 1
+        totals = counts.sum(axis=1, keepdims=True) + smoothing * len(self.vocabulary)
+        self.log_likelihood = np.log((counts + smoothing) / np.maximum(totals, smoothing))
+
+    def probabilities(self, text: str) -> np.ndarray:
+        """P(label | the question's words), in `names` order; uniform when no word is known."""
+        known = [self.vocabulary[w] for w in stems([text])[0] if w in self.vocabulary]
+        if not known:
+            return np.full(len(self.names), 1 / max(len(self.names), 1), dtype=np.float32)
+        return _softmax(self.log_likelihood[:, known].sum(axis=1)).astype(np.float32)
 
 
 def _softmax(logits: np.ndarray) -> np.ndarray:

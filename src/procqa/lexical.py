@@ -20,6 +20,13 @@ def tokenize(texts: Sequence[str]) -> bm25s.tokenization.Tokenized:
     return bm25s.tokenize(list(texts), stopwords="en", stemmer=_stemmer(), show_progress=False)
 
 
+def stems(texts: Sequence[str]) -> list[list[str]]:
+    """Each text's stemmed words, stop words left out."""
+    tokens = tokenize(texts)
+    vocab = {v: k for k, v in tokens.vocab.items()}
+    return [[vocab[i] for i in ids] for ids in tokens.ids]
+
+
 class Lexical:
     """A BM25 index whose document ids are passage ids."""
 
@@ -47,11 +54,8 @@ class Lexical:
         return np.asarray(self.retriever.get_scores(ids), dtype=np.float32)
 
     def query_ids(self, query: str) -> list[int]:
-        tokens = tokenize([query])
-        vocab = {v: k for k, v in tokens.vocab.items()}
-        words = [vocab[i] for i in tokens.ids[0]]
         known = self.retriever.vocab_dict
-        return [known[w] for w in words if w in known]
+        return [known[w] for w in stems([query])[0] if w in known]
 
     @property
     def size(self) -> int:

@@ -4,7 +4,8 @@ Every candidate passage gets one score, a weighted sum of signals in comparable 
 the cosine similarity of the section-asking part of the query and the passage, the cosine
 similarity of the whole query and the procedure's Summary, BM25 scaled by the best BM25
 score, how strongly the query names the passage's procedure, how likely the question asks
-for the passage's section, and how close the passage's best answer unit comes to the query.
+for the passage's section (from its embedding and from its words), and how close the
+passage's best answer unit comes to the query.
 Small collections score every passage; large ones score the union of the dense and BM25
 top hits and every passage of the best-matching procedures.
 """
@@ -22,7 +23,7 @@ from procqa.documents import Hit, Passage
 from procqa.embedding import Embedder
 from procqa.errors import NotFoundError, QueryError
 from procqa.index import IndexData, nearest
-from procqa.intent import SectionIntent
+from procqa.intent import SectionIntent, SectionWords
 from procqa.matching import ProcedureMatcher, everyday_names, title_names, words
 from procqa.shortlist import Shortlist, largest
 
@@ -53,6 +54,7 @@ class Weights:
     lexical: float = 0.2
     procedure: float = 2.0
     section: float = 1.5
+    section_words: float = 1.0
     unit: float = 1.5
     code: float = 2.0
 
@@ -74,6 +76,7 @@ class Query:
     named: np.ndarray  # per procedure: how strongly the query names it (codes add Weights.code)
     vector: np.ndarray  # the whole query
     rest: np.ndarray  # the query less the procedure's name: what it asks of a section
+    residual: str  # that part's text
 
 
 class Searcher:
@@ -111,6 +114,7 @@ class Searcher:
         self.identity = np.asarray(self.vectors[introductions], dtype=np.float32)
         self.shortlist = Shortlist(self.identity) if len(self.identity) > SHORTLIST_ABOVE else None
         self.intent = SectionIntent(data.intent_labels, data.intents)
+        self.section_words = SectionWords(data.intent_labels, data.intent_texts)
         self.sections = tuple(sorted(columns.sections))
         section_pos = {name: i for i, name in enumerate(self.intent.names)}
         positions = np.array([section_pos.get(name, -1) for name in columns.sections] + [-1], dtype=np.int64)
@@ -139,7 +143,7 @@ class Searcher:
     def understand(self, query: str) -> Query:
         """Procedure scores and the two query vectors, embedded in one model call."""
         named, texts = self._recognise(query)
-        return _understood(query, named, self.embedder.embed(texts))
+        return _understood(query, named, texts, self.embedder.embed(texts))
 
     def _recognise(self, query: str) -> tuple[np.ndarray, list[str]]:
         """How strongly the query names each procedure, and the texts to embed: the query and,
@@ -176,6 +180,7 @@ class Searcher:
         lexical = bm25[rows] / top if top > 0 else bm25[rows]
         intent = self.intent.probabilities
         probabilities = (1 - WHOLE_QUERY_INTENT) * intent(query.rest) + WHOLE_QUERY_INTENT * intent(query.vector)
+        by_words = self.section_words.probabilities(query.residual)
         sections = self.passage_section[rows]
         return (
             w.dense * (np.asarray(self.vectors[rows], dtype=np.float32) @ query.rest)
@@ -183,6 +188,7 @@ class Searcher:
             + w.lexical * lexical
             + w.procedure * query.named[procedures]
             + w.section * np.where(sections >= 0, probabilities[sections], 0.0)
+            + w.section_words * np.where(sections >= 0, by_words[sections], 0.0)
             + w.unit * self._best_units(rows, query.rest)
         )
 
@@ -207,7 +213,7 @@ class Searcher:
         vectors = _BACKGROUND.submit(self.embedder.embed, texts)
         bm25 = self.data.lexical.scores(query)
         lexical = _top_positive(bm25, LEXICAL_CANDIDATES)
-        understood = _understood(query, named, vectors.result())
+        understood = _understood(query, named, texts, vectors.result())
         rows = self._rows_of_code(code) if code is not None else self.candidates(understood, lexical)
         if section is not None:
             rows = rows[[self.passages[r].section == section for r in rows]]
@@ -230,9 +236,9 @@ class Searcher:
         return Hit(passage=passage, score=score, answer=answer, answer_start=offset, answer_end=offset + len(answer))
 
 
-def _understood(query: str, named: np.ndarray, vectors: np.ndarray) -> Query:
-    """The query with the vectors of its texts: the whole query, then the query less its name."""
-    return Query(query, named, vectors[0], vectors[-1])
+def _understood(query: str, named: np.ndarray, texts: list[str], vectors: np.ndarray) -> Query:
+    """The query with its texts' vectors: the whole query, then the query less its name."""
+    return Query(query, named, vectors[0], vectors[-1], texts[-1])
 
 
 def _top_positive(values: np.ndarray, n: int) -> np.ndarray:
