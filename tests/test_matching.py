@@ -53,6 +53,16 @@ def test_codes_are_found_as_words_of_their_own() -> None:
     assert matcher().code_matches("1274470 risks") == []
 
 
+def test_codes_of_any_shape_are_found_without_case_or_dots() -> None:
+    m = ProcedureMatcher([["Shingles"], ["High blood pressure"], ["Hip replacement"]], ["B02.9", "I10", "0SR9019"])
+    assert m.code_matches("b02.9 symptoms") == [0]
+    assert m.code_matches("is B029 contagious?") == [0]
+    assert m.code_matches("ICD-10 I10 treatment") == [1]
+    assert m.code_matches("0SR9019 recovery") == [2]
+    assert m.code_matches("i100 or b02 or 10") == []
+    assert m.residual("ICD-10-CM I10 treatment", [0.0, 0.0, 0.0]) == "treatment"
+
+
 def test_the_residual_drops_the_procedure_name_and_the_code() -> None:
     m = matcher()
     query = "total knee replacement how long off work"

@@ -30,7 +30,7 @@ STOPS = re.compile(
 )
 LEADING = re.compile(r"^(?:(?:a|an|the|simply|just|usually|often|also|getting|having|its|their|your|my)\s+)+", re.I)
 WORD = re.compile(r"[a-z0-9]+(?:'[a-z]+)?")
-CODE = re.compile(r"\b[A-Z0-9]{5,7}\b")
+CODE = re.compile(r"[A-Za-z0-9](?:[A-Za-z0-9.]*[A-Za-z0-9])?")  # a word that may be a code: 47562, E11.9, 0DTJ4ZZ
 STOPWORDS = frozenset(
     "a an the of and or with for to in on at by from into is are be it its this that what how "
     "do does did i my me you your can will should when why who where which was were after before "
@@ -39,7 +39,7 @@ STOPWORDS = frozenset(
 MIN_RATIO = 80.0
 CLOSEST = 4.0
 EVIDENCE = 0.3  # a name's score: its share found in the query, and how much evidence that is
-CODE_WORDS = frozenset({"cpt", "cpt4", "hcpcs", "code", "icd", "pcs"})
+CODE_WORDS = frozenset({"cpt", "cpt4", "hcpcs", "code", "icd", "icd10", "icd10cm", "icd10pcs", "pcs", "cm"})
 NOT_NAME_START = STOPWORDS | {"pronounced", "along", "removes", "moves", "places", "uses", "takes"}
 
 
@@ -59,6 +59,11 @@ def everyday_names(summary: str) -> list[str]:
             if re.search(r"\bor\b", chunk):
                 break
     return names
+
+
+def code_key(code: str) -> str:
+    """Codes compare without case or dots: 'e11.9', 'E119' and 'E11.9' are one code."""
+    return code.upper().replace(".", "").strip()
 
 
 def title_names(title: str) -> list[str]:
@@ -112,11 +117,11 @@ class ProcedureMatcher:
         self.codes: dict[str, list[int]] = defaultdict(list)
         for i, code in enumerate(codes):
             if code:
-                self.codes[code.upper()].append(i)
+                self.codes[code_key(code)].append(i)
 
     def code_matches(self, query: str) -> list[int]:
         """Procedures whose code appears in the query as a word of its own."""
-        return [i for token in CODE.findall(query.upper()) for i in self.codes.get(token, [])]
+        return [i for token in CODE.findall(query) for i in self.codes.get(code_key(token), [])]
 
     def _word_matches(self, query_words: Iterable[str]) -> dict[str, float]:
         """For each vocabulary word, how well some query word matches it (0..1)."""
@@ -143,11 +148,11 @@ class ProcedureMatcher:
         cut = max(threshold, 0.9 * float(scores.max(initial=0.0)))
         best = np.flatnonzero(scores >= cut)
         named = {self.vocabulary[c] for c in np.unique(self.procedure_words[best].indices).tolist()}
-        codes = {c for c in CODE.findall(query.upper()) if c in self.codes}
+        codes = {key for key in map(code_key, CODE.findall(query)) if key in self.codes}
         kept = []
         for token in query.split():
             bare = WORD.findall(token.lower())
-            if codes and (token.upper().strip(".,?!:") in codes or token.lower() in CODE_WORDS):
+            if codes and (code_key(token.strip(".,?!:;()")) in codes or token.lower().replace("-", "") in CODE_WORDS):
                 continue
             if bare and all(_close(b, named) for b in bare):
                 continue

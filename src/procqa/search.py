@@ -24,7 +24,7 @@ from procqa.embedding import Embedder
 from procqa.errors import NotFoundError, QueryError
 from procqa.index import IndexData, nearest
 from procqa.intent import SectionIntent, SectionWords
-from procqa.matching import ProcedureMatcher, everyday_names, title_names, words
+from procqa.matching import ProcedureMatcher, code_key, everyday_names, title_names, words
 from procqa.shortlist import Shortlist, largest
 
 BARE_NAME = "what is it"  # a query that is only a name or a code asks what the procedure is
@@ -222,7 +222,7 @@ class Searcher:
         return [self._hit(int(rows[i]), float(scores[i]), understood.rest) for i in best]
 
     def _rows_of_code(self, code: str) -> np.ndarray:
-        wanted = [p for p in self.procedures if p.code and p.code.upper() == code.strip().upper()]
+        wanted = [p for p in self.procedures if p.code and code_key(p.code) == code_key(code)]
         if not wanted:
             raise QueryError(f"no procedure has code {code!r}; GET /procedures lists the codes")
         return np.array(sorted(i for p in wanted for i in p.passage_ids), dtype=np.int64)
