@@ -18,6 +18,7 @@ from typing import Any
 
 from procqa.documents import Passage
 from procqa.errors import ParseError
+from procqa.sections import canonical_section
 
 DEV = "dev"
 HELDOUT = "heldout"
@@ -87,11 +88,13 @@ def _procedures_by_doc(passages: Sequence[Passage], doc: str) -> frozenset[str]:
 
 
 def _sections(record: Mapping[str, Any]) -> tuple[str, ...]:
+    """The gold sections, as the index names them: a heading as written in the documents
+    ("Overview", "Complications") is the canonical section it is indexed under."""
     value = record.get("sections", record.get("section"))
     if isinstance(value, str):
-        return (value,)
-    if isinstance(value, list) and all(isinstance(v, str) for v in value):
-        return tuple(value)
+        value = [value]
+    if isinstance(value, list) and value and all(isinstance(v, str) for v in value):
+        return tuple(canonical_section(v) or v for v in value)
     raise ValueError("needs `sections` (a list of names) or `section` (a name)")
 
 

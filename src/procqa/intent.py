@@ -1,35 +1,53 @@
 """Section intent: how well a question matches each section, learned from example questions.
 
 Canonical sections are described by the example questions, description and aliases in
-data/sections.json; a heading of another collection ("Symptoms") by question templates
-around its own name. Two models learn P(section | query) from the same examples: a softmax
-regression over their embeddings, and naive Bayes over their stemmed words.
+data/sections.json. Any other heading of a collection ("Symptoms") is described by question
+templates around its name, by the example questions of the common heading it is a variant of
+(data/headings.json), and by what the collection writes under it. Two models learn
+P(section | query) from the same examples: a softmax regression over their embeddings, and
+naive Bayes over their stemmed words.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Mapping, Sequence
 
 import numpy as np
 
 from procqa.lexical import stems
-from procqa.sections import CANONICAL, section_info
+from procqa.sections import CANONICAL, known_heading, section_info
 
 NEIGHBOURS = 3
 TEMPERATURE = 0.05
 SMOOTHING = 0.3  # additive smoothing of SectionWords' word counts
 TEMPLATES = ("{}", "what are the {}", "tell me about the {}", "{} information", "what about {}")
+WRITTEN_EXAMPLES = 200  # answer units of a collection's own heading that serve as its examples
 
 
-def intent_texts(labels: Iterable[str] = ()) -> tuple[tuple[str, ...], tuple[str, ...]]:
-    """(label, text) pairs, as two tuples, for the canonical sections and any other labels."""
+def intent_texts(written: Mapping[str, Sequence[str]] | None = None) -> tuple[tuple[str, ...], tuple[str, ...]]:
+    """(label, text) pairs, as two tuples: the canonical sections, then each other heading of
+    a collection, given as the answer units written under it (`written`, heading -> units)."""
     pairs: list[tuple[str, str]] = []
     for name, info in section_info().items():
         texts = (name, info.description, *info.aliases, *info.examples)
         pairs += [(name, text) for text in dict.fromkeys(texts)]
-    for label in sorted(set(labels) - set(CANONICAL)):
-        pairs += [(label, template.format(label.lower())) for template in TEMPLATES]
+    for label, units in sorted((written or {}).items()):
+        if label in CANONICAL:
+            continue
+        texts = [template.format(label.lower()) for template in TEMPLATES]
+        if known := known_heading(label):
+            texts += [known.description, *known.examples]
+        texts += spread(list(dict.fromkeys(units)), WRITTEN_EXAMPLES)
+        pairs += [(label, text) for text in dict.fromkeys(texts)]
     return tuple(p[0] for p in pairs), tuple(p[1] for p in pairs)
+
+
+def spread(items: Sequence[str], n: int) -> list[str]:
+    """Up to n items, evenly spaced from first to last, so that they come from the whole
+    collection rather than its first documents."""
+    if len(items) <= n:
+        return list(items)
+    return [items[i] for i in np.linspace(0, len(items) - 1, n).round().astype(int)]
 
 
 class SectionIntent:

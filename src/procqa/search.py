@@ -119,6 +119,8 @@ class Searcher:
         section_pos = {name: i for i, name in enumerate(self.intent.names)}
         positions = np.array([section_pos.get(name, -1) for name in columns.sections] + [-1], dtype=np.int64)
         self.passage_section = positions[np.asarray(columns.passage_section, dtype=np.int64)]
+        # the canonical sections this collection lacks take no share of a question's intent
+        self.present = np.isin(np.arange(len(self.intent.names)), positions)
         names = [
             self._names(p, self.passages[i].text) for p, i in zip(data.procedures, introductions.tolist(), strict=True)
         ]
@@ -179,8 +181,10 @@ class Searcher:
         top = float(bm25.max()) if bm25.size else 0.0
         lexical = bm25[rows] / top if top > 0 else bm25[rows]
         intent = self.intent.probabilities
-        probabilities = (1 - WHOLE_QUERY_INTENT) * intent(query.rest) + WHOLE_QUERY_INTENT * intent(query.vector)
-        by_words = self.section_words.probabilities(query.residual)
+        probabilities = self._present(
+            (1 - WHOLE_QUERY_INTENT) * intent(query.rest) + WHOLE_QUERY_INTENT * intent(query.vector)
+        )
+        by_words = self._present(self.section_words.probabilities(query.residual))
         sections = self.passage_section[rows]
         return (
             w.dense * (np.asarray(self.vectors[rows], dtype=np.float32) @ query.rest)
@@ -191,6 +195,12 @@ class Searcher:
             + w.section_words * np.where(sections >= 0, by_words[sections], 0.0)
             + w.unit * self._best_units(rows, query.rest)
         )
+
+    def _present(self, probabilities: np.ndarray) -> np.ndarray:
+        """Section probabilities among the sections this collection has."""
+        kept = np.where(self.present, probabilities, 0.0)
+        total = kept.sum()
+        return kept / total if total > 0 else kept
 
     def _best_units(self, rows: np.ndarray, vector: np.ndarray) -> np.ndarray:
         """Per row, the similarity of its closest answer unit (0 for a passage without units)."""

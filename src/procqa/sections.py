@@ -1,4 +1,5 @@
-"""Section names: the canonical thirteen, their aliases and what each answers, kept as data."""
+"""Section names: the canonical thirteen, their aliases and what each answers, and other
+headings common on health pages, kept as data."""
 
 from __future__ import annotations
 
@@ -41,19 +42,42 @@ def heading_key(heading: str) -> str:
     return re.sub(r"[^a-z0-9]+", " ", key).strip()
 
 
-@cache
-def section_info() -> dict[str, SectionInfo]:
-    """The canonical sections with their descriptions, aliases and example questions."""
-    raw = json.loads(resources.files("procqa").joinpath("data/sections.json").read_text("utf-8"))
+def _read(file: str) -> dict[str, SectionInfo]:
+    raw = json.loads(resources.files("procqa").joinpath(f"data/{file}").read_text("utf-8"))
     return {
         name: SectionInfo(
             name=name,
-            description=raw[name]["description"],
-            aliases=tuple(raw[name]["aliases"]),
-            examples=tuple(raw[name]["examples"]),
+            description=entry["description"],
+            aliases=tuple(entry["aliases"]),
+            examples=tuple(entry["examples"]),
         )
-        for name in CANONICAL
+        for name, entry in raw.items()
     }
+
+
+@cache
+def section_info() -> dict[str, SectionInfo]:
+    """The canonical sections with their descriptions, aliases and example questions."""
+    info = _read("sections.json")
+    return {name: info[name] for name in CANONICAL}
+
+
+@cache
+def heading_info() -> dict[str, SectionInfo]:
+    """Headings common on health pages beyond the thirteen ("Symptoms", "Diagnosis",
+    "Outlook", ...), from data/headings.json. A collection's heading keeps the name it is
+    written with; these only lend it example questions."""
+    return _read("headings.json")
+
+
+@cache
+def _heading_table() -> dict[str, SectionInfo]:
+    return {heading_key(name): info for info in heading_info().values() for name in (info.name, *info.aliases)}
+
+
+def known_heading(heading: str) -> SectionInfo | None:
+    """The common heading this one is a variant of ("Signs and Symptoms": Symptoms), or None."""
+    return _heading_table().get(heading_key(heading))
 
 
 @cache
