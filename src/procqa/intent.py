@@ -10,10 +10,11 @@ naive Bayes over their stemmed words.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 
 import numpy as np
 
+from procqa.documents import Passage
 from procqa.lexical import stems
 from procqa.sections import CANONICAL, known_heading, section_info
 
@@ -40,6 +41,14 @@ def intent_texts(written: Mapping[str, Sequence[str]] | None = None) -> tuple[tu
         texts += spread(list(dict.fromkeys(units)), WRITTEN_EXAMPLES)
         pairs += [(label, text) for text in dict.fromkeys(texts)]
     return tuple(p[0] for p in pairs), tuple(p[1] for p in pairs)
+
+
+def units_by_section(passages: Iterable[Passage]) -> dict[str, list[str]]:
+    """Each section name with the answer units written under it, across the collection."""
+    written: dict[str, list[str]] = {}
+    for passage in passages:
+        written.setdefault(passage.section, []).extend(passage.units)
+    return written
 
 
 def spread(items: Sequence[str], n: int) -> list[str]:

@@ -1,0 +1,93 @@
+"""What section intent learns from: the canonical examples, common health-page headings and
+what a collection writes under its own headings."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from conftest import FakeEmbedder, build_index
+
+from procqa.index import load
+from procqa.intent import WRITTEN_EXAMPLES, intent_texts, spread
+from procqa.search import Searcher
+from procqa.sections import CANONICAL, canonical_section, heading_info, heading_key, known_heading, section_info
+
+
+def examples_of(label: str, labels: tuple[str, ...], texts: tuple[str, ...]) -> list[str]:
+    return [text for name, text in zip(labels, texts, strict=True) if name == label]
+
+
+def test_a_heading_procqa_does_not_know_learns_from_what_is_written_under_it() -> None:
+    labels, texts = intent_texts({"Aftermath": ["Expect some bruising.", "Rest for a day."]})
+    assert examples_of("Aftermath", labels, texts) == [
+        "aftermath",
+        "what are the aftermath",
+        "tell me about the aftermath",
+        "aftermath information",
+        "what about aftermath",
+        "Expect some bruising.",
+        "Rest for a day.",
+    ]
+
+
+def test_a_variant_of_a_common_heading_borrows_its_examples_and_keeps_its_name() -> None:
+    labels, texts = intent_texts({"Signs and Symptoms": ["A red rash."]})
+    own = examples_of("Signs and Symptoms", labels, texts)
+    assert "Symptoms" not in labels
+    assert set(heading_info()["Symptoms"].examples) <= set(own)
+    assert own[-1] == "A red rash."
+
+
+def test_canonical_sections_learn_only_from_their_curated_examples() -> None:
+    labels, texts = intent_texts({"Recovery": ["Rest for a week."]})
+    assert "Rest for a week." not in examples_of("Recovery", labels, texts)
+    assert set(labels) == set(CANONICAL)
+
+
+def test_a_heading_written_often_lends_an_even_spread_of_its_units() -> None:
+    units = [f"unit {i}" for i in range(1000)]
+    picked = spread(units, WRITTEN_EXAMPLES)
+    assert len(picked) == WRITTEN_EXAMPLES
+    assert picked[0] == "unit 0" and picked[-1] == "unit 999"
+    assert spread(units[:3], WRITTEN_EXAMPLES) == units[:3]
+
+
+def test_common_headings_neither_shadow_nor_share_a_variant() -> None:
+    variants = [heading_key(name) for info in heading_info().values() for name in (info.name, *info.aliases)]
+    assert len(variants) == len(set(variants))
+    for info in heading_info().values():
+        for name in (info.name, *info.aliases):
+            assert canonical_section(name) is None, name
+            assert known_heading(name) is info
+    assert not set(heading_info()) & set(section_info())
+
+
+@pytest.fixture
+def clinic(tmp_path: Path) -> Path:
+    """Two condition pages with headings of their own."""
+    corpus = tmp_path / "clinic"
+    corpus.mkdir()
+    pages = [("Gout", "a hot swollen big toe", "uric acid"), ("Shingles", "a band of blisters", "swab")]
+    for name, sign, test in pages:
+        (corpus / f"{name.lower()}.md").write_text(
+            f"# {name}\n\n## Signs and Symptoms\nMost people notice {sign}.\n\n"
+            f"## Exams and Tests\nA {test} test confirms it.\n\n## Outlook\nMost people get better.\n",
+            encoding="utf-8",
+        )
+    return corpus
+
+
+@pytest.mark.parametrize(
+    ("question", "section"),
+    [
+        ("can a doctor tell just by looking", "Exams and Tests"),
+        ("how do i know if i have it", "Signs and Symptoms"),
+        ("will it come back", "Outlook"),
+    ],
+)
+def test_questions_find_a_collections_own_headings(
+    clinic: Path, tmp_path: Path, fake_embedder: FakeEmbedder, question: str, section: str
+) -> None:
+    searcher = Searcher(load(build_index(clinic, tmp_path / "index", fake_embedder)), fake_embedder)
+    assert searcher.search(question, k=1)[0].passage.section == section
