@@ -3,7 +3,7 @@
 Every candidate passage gets one score, a weighted sum of signals in comparable ranges:
 the cosine similarity of the section-asking part of the query and the passage, the cosine
 similarity of the whole query and the procedure's Summary, BM25 scaled by the best BM25
-score, how strongly the query names the passage's procedure, how likely the question asks
+score (of the passage, and of the procedure's best passage), how strongly the query names the passage's procedure, how likely the question asks
 for the passage's section (from its embedding and from its words), and how close the
 passage's best answer unit comes to the query.
 Small collections score every passage; large ones score the union of the dense and BM25
@@ -52,6 +52,7 @@ class Weights:
     dense: float = 1.0
     identity: float = 1.0
     lexical: float = 0.2
+    procedure_lexical: float = 1.0
     procedure: float = 2.0
     section: float = 1.5
     section_words: float = 1.0
@@ -180,6 +181,10 @@ class Searcher:
         procedures = self.passage_procedure[rows]
         top = float(bm25.max()) if bm25.size else 0.0
         lexical = bm25[rows] / top if top > 0 else bm25[rows]
+        # how well the query's words fit the procedure: its best passage's BM25, which finds a
+        # procedure described in everyday words ("scope to get a gallstone out of the bile duct")
+        best_of = np.zeros(len(self.procedures), dtype=np.float32)
+        np.maximum.at(best_of, procedures, lexical)
         intent = self.intent.probabilities
         probabilities = self._present(
             (1 - WHOLE_QUERY_INTENT) * intent(query.rest) + WHOLE_QUERY_INTENT * intent(query.vector)
@@ -190,6 +195,7 @@ class Searcher:
             w.dense * (np.asarray(self.vectors[rows], dtype=np.float32) @ query.rest)
             + w.identity * (self.identity[procedures] @ query.vector)
             + w.lexical * lexical
+            + w.procedure_lexical * best_of[procedures]
             + w.procedure * query.named[procedures]
             + w.section * np.where(sections >= 0, probabilities[sections], 0.0)
             + w.section_words * np.where(sections >= 0, by_words[sections], 0.0)
