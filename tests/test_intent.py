@@ -91,3 +91,20 @@ def test_questions_find_a_collections_own_headings(
 ) -> None:
     searcher = Searcher(load(build_index(clinic, tmp_path / "index", fake_embedder)), fake_embedder)
     assert searcher.search(question, k=1)[0].passage.section == section
+
+
+@pytest.mark.parametrize(
+    ("heading", "known"),
+    [
+        ("Signs and Symptoms", "Symptoms"),
+        ("Symptoms of Shingles", "Symptoms"),
+        ("How Is Gout Diagnosed?", "Diagnosis"),
+        ("Is Flu Contagious?", "Transmission"),
+        ("Recovery After Knee Surgery", "Recovery"),
+        ("Pain Relief Steps", None),  # 'steps' names Procedure Description in one word of three
+        ("Aftermath", None),
+    ],
+)
+def test_a_heading_is_known_by_its_variants_or_by_naming_one(heading: str, known: str | None) -> None:
+    info = known_heading(heading)
+    assert (info.name if info else None) == known

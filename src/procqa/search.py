@@ -3,9 +3,10 @@
 Every candidate passage gets one score, a weighted sum of signals in comparable ranges:
 the cosine similarity of the section-asking part of the query and the passage, the cosine
 similarity of the whole query and the procedure's Summary, BM25 scaled by the best BM25
-score (of the passage, and of the procedure's best passage), how strongly the query names the passage's procedure, how likely the question asks
-for the passage's section (from its embedding and from its words), and how close the
-passage's best answer unit comes to the query.
+score (of the passage, and of the procedure's best passage), how strongly the query names
+the passage's procedure, how likely the question asks for the passage's section (from its
+embedding and from its words), and how close the passage's best answer unit comes to the
+query.
 Small collections score every passage; large ones score the union of the dense and BM25
 top hits and every passage of the best-matching procedures.
 """

@@ -9,6 +9,8 @@ from dataclasses import dataclass
 from functools import cache
 from importlib import resources
 
+from procqa.lexical import stems
+
 CANONICAL: tuple[str, ...] = (
     "Summary",
     "Purpose",
@@ -75,9 +77,27 @@ def _heading_table() -> dict[str, SectionInfo]:
     return {heading_key(name): info for info in heading_info().values() for name in (info.name, *info.aliases)}
 
 
+@cache
+def _heading_words() -> tuple[tuple[frozenset[str], SectionInfo], ...]:
+    """Every name and variant of the common and canonical headings as its set of stemmed
+    words, the longest first."""
+    known = [*heading_info().values(), *section_info().values()]
+    names = [(name, info) for info in known for name in (info.name, *info.aliases)]
+    bags = [(frozenset(words), info) for words, (_, info) in zip(stems([n for n, _ in names]), names, strict=True)]
+    return tuple(sorted((bag for bag in bags if bag[0]), key=lambda bag: -len(bag[0])))
+
+
 def known_heading(heading: str) -> SectionInfo | None:
-    """The common heading this one is a variant of ("Signs and Symptoms": Symptoms), or None."""
-    return _heading_table().get(heading_key(heading))
+    """The common or canonical heading that this one is a variant of ("Signs and Symptoms":
+    Symptoms), or that it names in at least half of its words ("Symptoms of Shingles", "How
+    Is Gout Diagnosed?"); None for any other heading."""
+    if found := _heading_table().get(heading_key(heading)):
+        return found
+    words = set(stems([heading])[0])
+    for bag, info in _heading_words():
+        if bag <= words and 2 * len(bag) >= len(words):
+            return info
+    return None
 
 
 @cache
