@@ -8,10 +8,16 @@ from pathlib import Path
 import pytest
 from conftest import FakeEmbedder, build_index
 
+from procqa.documents import Passage
 from procqa.index import load
-from procqa.intent import WRITTEN_EXAMPLES, intent_texts, spread
+from procqa.intent import MAX_HEADINGS, WRITTEN_EXAMPLES, intent_texts, spread
 from procqa.search import Searcher
 from procqa.sections import CANONICAL, canonical_section, heading_info, heading_key, known_heading, section_info
+
+
+def written(section: str, *units: str) -> Passage:
+    """A passage of some procedure with these answer units under this heading."""
+    return Passage(0, "p", "P", None, None, section, " ".join(units), units, "p.md", 1, 2)
 
 
 def examples_of(label: str, labels: tuple[str, ...], texts: tuple[str, ...]) -> list[str]:
@@ -19,7 +25,9 @@ def examples_of(label: str, labels: tuple[str, ...], texts: tuple[str, ...]) -> 
 
 
 def test_a_heading_procqa_does_not_know_learns_from_what_is_written_under_it() -> None:
-    labels, texts = intent_texts({"Aftermath": ["Expect some bruising.", "Rest for a day."]})
+    labels, texts = intent_texts(
+        [written("Aftermath", "Expect some bruising."), written("Aftermath", "Rest for a day.")]
+    )
     assert examples_of("Aftermath", labels, texts) == [
         "aftermath",
         "what are the aftermath",
@@ -32,7 +40,7 @@ def test_a_heading_procqa_does_not_know_learns_from_what_is_written_under_it() -
 
 
 def test_a_variant_of_a_common_heading_borrows_its_examples_and_keeps_its_name() -> None:
-    labels, texts = intent_texts({"Signs and Symptoms": ["A red rash."]})
+    labels, texts = intent_texts([written("Signs and Symptoms", "A red rash.")])
     own = examples_of("Signs and Symptoms", labels, texts)
     assert "Symptoms" not in labels
     assert set(heading_info()["Symptoms"].examples) <= set(own)
@@ -40,9 +48,17 @@ def test_a_variant_of_a_common_heading_borrows_its_examples_and_keeps_its_name()
 
 
 def test_canonical_sections_learn_only_from_their_curated_examples() -> None:
-    labels, texts = intent_texts({"Recovery": ["Rest for a week."]})
+    labels, texts = intent_texts([written("Recovery", "Rest for a week.")])
     assert "Rest for a week." not in examples_of("Recovery", labels, texts)
     assert set(labels) == set(CANONICAL)
+
+
+def test_only_the_headings_written_most_often_get_an_intent_of_their_own() -> None:
+    passages = [written(f"Heading {i:03d}", "text") for i in range(MAX_HEADINGS + 10) for _ in range(1 + i % 3)]
+    labels, _ = intent_texts(passages)
+    own = set(labels) - set(CANONICAL)
+    assert len(own) == MAX_HEADINGS
+    assert {f"Heading {i:03d}" for i in range(MAX_HEADINGS + 10) if i % 3 == 2} <= own  # written three times
 
 
 def test_a_heading_written_often_lends_an_even_spread_of_its_units() -> None:

@@ -18,7 +18,7 @@ from procqa.chunking import chunk
 from procqa.corpus import read_corpus
 from procqa.embedding import OnnxModel, SentenceTransformerEmbedder, export
 from procqa.index import load
-from procqa.intent import intent_texts, units_by_section
+from procqa.intent import intent_texts
 from procqa.search import Searcher
 from procqa.settings import Settings
 
@@ -140,7 +140,7 @@ def test_the_shipped_index_was_built_from_the_shipped_corpus(model: SentenceTran
     assert data.manifest["procedures"] == len(list((ROOT / "corpus").glob("*.txt")))
     # the index stores its section-intent examples: after editing data/*.json, run `procqa index`
     passages = chunk(read_corpus(ROOT / "corpus").procedures)
-    assert (data.intent_labels, data.intent_texts) == intent_texts(units_by_section(passages))
+    assert (data.intent_labels, data.intent_texts) == intent_texts(passages)
 
 
 @pytest.mark.parametrize(

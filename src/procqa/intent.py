@@ -10,7 +10,8 @@ naive Bayes over their stemmed words.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+from collections import Counter
+from collections.abc import Iterable, Sequence
 
 import numpy as np
 
@@ -22,33 +23,33 @@ NEIGHBOURS = 3
 TEMPERATURE = 0.05
 SMOOTHING = 0.3  # additive smoothing of SectionWords' word counts
 TEMPLATES = ("{}", "what are the {}", "tell me about the {}", "{} information", "what about {}")
-WRITTEN_EXAMPLES = 200  # answer units of a collection's own heading that serve as its examples
+WRITTEN_EXAMPLES = 100  # answer units of a collection's own heading that serve as its examples
+MAX_HEADINGS = 40  # a collection's own headings with a section intent of their own
 
 
-def intent_texts(written: Mapping[str, Sequence[str]] | None = None) -> tuple[tuple[str, ...], tuple[str, ...]]:
-    """(label, text) pairs, as two tuples: the canonical sections, then each other heading of
-    a collection, given as the answer units written under it (`written`, heading -> units)."""
+def intent_texts(passages: Iterable[Passage] = ()) -> tuple[tuple[str, ...], tuple[str, ...]]:
+    """(label, text) pairs, as two tuples: the canonical sections, then the MAX_HEADINGS other
+    headings of the collection's passages written most often."""
     pairs: list[tuple[str, str]] = []
     for name, info in section_info().items():
         texts = (name, info.description, *info.aliases, *info.examples)
         pairs += [(name, text) for text in dict.fromkeys(texts)]
-    for label, units in sorted((written or {}).items()):
-        if label in CANONICAL:
-            continue
+    written: dict[str, list[str]] = {}
+    uses: Counter[str] = Counter()
+    for passage in passages:
+        if passage.section not in CANONICAL:
+            written.setdefault(passage.section, []).extend(passage.units)
+            uses[passage.section] += 1
+    # A heading written once or twice says little about what questions it answers, and each
+    # label modelled costs the intent regression a column at every load.
+    most = sorted(uses, key=lambda label: (-uses[label], label))[:MAX_HEADINGS]
+    for label in sorted(most):
         texts = [template.format(label.lower()) for template in TEMPLATES]
         if known := known_heading(label):
             texts += [known.description, *known.examples]
-        texts += spread(list(dict.fromkeys(units)), WRITTEN_EXAMPLES)
+        texts += spread(list(dict.fromkeys(written[label])), WRITTEN_EXAMPLES)
         pairs += [(label, text) for text in dict.fromkeys(texts)]
     return tuple(p[0] for p in pairs), tuple(p[1] for p in pairs)
-
-
-def units_by_section(passages: Iterable[Passage]) -> dict[str, list[str]]:
-    """Each section name with the answer units written under it, across the collection."""
-    written: dict[str, list[str]] = {}
-    for passage in passages:
-        written.setdefault(passage.section, []).extend(passage.units)
-    return written
 
 
 def spread(items: Sequence[str], n: int) -> list[str]:

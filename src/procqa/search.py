@@ -123,6 +123,8 @@ class Searcher:
         self.passage_section = positions[np.asarray(columns.passage_section, dtype=np.int64)]
         # the canonical sections this collection lacks take no share of a question's intent
         self.present = np.isin(np.arange(len(self.intent.names)), positions)
+        # a heading without an intent of its own (procqa.intent.MAX_HEADINGS) gets an even share
+        self.unmodelled = 1 / max(int(self.present.sum()), 1)
         names = [
             self._names(p, self.passages[i].text) for p, i in zip(data.procedures, introductions.tolist(), strict=True)
         ]
@@ -198,8 +200,8 @@ class Searcher:
             + w.lexical * lexical
             + w.procedure_lexical * best_of[procedures]
             + w.procedure * query.named[procedures]
-            + w.section * np.where(sections >= 0, probabilities[sections], 0.0)
-            + w.section_words * np.where(sections >= 0, by_words[sections], 0.0)
+            + w.section * np.where(sections >= 0, probabilities[sections], self.unmodelled)
+            + w.section_words * np.where(sections >= 0, by_words[sections], self.unmodelled)
             + w.unit * self._best_units(rows, query.rest)
         )
 
