@@ -37,8 +37,10 @@ format: $(STAMP)
 	$(BIN)/ruff check --fix src tests scripts
 	$(BIN)/ruff format src tests scripts
 
-eval: index ## score the service on eval/questions.jsonl against the baselines
+eval: index ## score procqa against the baselines on both question sets (reports/, reports/conditions/)
 	$(BIN)/procqa eval --questions eval/questions.jsonl --index index --out reports
+	$(BIN)/procqa index --corpus eval/conditions/corpus --out reports/conditions/index
+	$(BIN)/procqa eval --questions eval/conditions/questions.jsonl --index reports/conditions/index --out reports/conditions
 
 bench: index ## latency, throughput and memory benchmarks
 	$(PY) scripts/bench.py
