@@ -44,11 +44,13 @@ def intent_texts(passages: Iterable[Passage] = ()) -> tuple[tuple[str, ...], tup
     # label modelled costs the intent regression a column at every load.
     most = sorted(uses, key=lambda label: (-uses[label], label))[:MAX_HEADINGS]
     for label in sorted(most):
-        texts = [template.format(label.lower()) for template in TEMPLATES]
-        if known := known_heading(label):
-            texts += [known.description, *known.examples]
-        texts += spread(list(dict.fromkeys(written[label])), WRITTEN_EXAMPLES)
-        pairs += [(label, text) for text in dict.fromkeys(texts)]
+        known = known_heading(label)
+        own = [
+            *(template.format(label.lower()) for template in TEMPLATES),
+            *((known.description, *known.examples) if known else ()),
+            *spread(list(dict.fromkeys(written[label])), WRITTEN_EXAMPLES),
+        ]
+        pairs += [(label, text) for text in dict.fromkeys(own)]
     return tuple(p[0] for p in pairs), tuple(p[1] for p in pairs)
 
 
