@@ -121,10 +121,8 @@ class Searcher:
         section_pos = {name: i for i, name in enumerate(self.intent.names)}
         positions = np.array([section_pos.get(name, -1) for name in columns.sections] + [-1], dtype=np.int64)
         self.passage_section = positions[np.asarray(columns.passage_section, dtype=np.int64)]
-        # the canonical sections this collection lacks take no share of a question's intent
-        self.present = np.isin(np.arange(len(self.intent.names)), positions)
         # a heading without an intent of its own (procqa.intent.MAX_HEADINGS) gets an even share
-        self.unmodelled = 1 / max(int(self.present.sum()), 1)
+        self.unmodelled = 1 / max(len(self.intent.names), 1)
         names = [
             self._names(p, self.passages[i].text) for p, i in zip(data.procedures, introductions.tolist(), strict=True)
         ]
@@ -189,10 +187,8 @@ class Searcher:
         best_of = np.zeros(len(self.procedures), dtype=np.float32)
         np.maximum.at(best_of, procedures, lexical)
         intent = self.intent.probabilities
-        probabilities = self._present(
-            (1 - WHOLE_QUERY_INTENT) * intent(query.rest) + WHOLE_QUERY_INTENT * intent(query.vector)
-        )
-        by_words = self._present(self.section_words.probabilities(query.residual))
+        probabilities = (1 - WHOLE_QUERY_INTENT) * intent(query.rest) + WHOLE_QUERY_INTENT * intent(query.vector)
+        by_words = self.section_words.probabilities(query.residual)
         sections = self.passage_section[rows]
         return (
             w.dense * (np.asarray(self.vectors[rows], dtype=np.float32) @ query.rest)
@@ -204,12 +200,6 @@ class Searcher:
             + w.section_words * np.where(sections >= 0, by_words[sections], self.unmodelled)
             + w.unit * self._best_units(rows, query.rest)
         )
-
-    def _present(self, probabilities: np.ndarray) -> np.ndarray:
-        """Section probabilities among the sections this collection has."""
-        kept = np.where(self.present, probabilities, 0.0)
-        total = kept.sum()
-        return kept / total if total > 0 else kept
 
     def _best_units(self, rows: np.ndarray, vector: np.ndarray) -> np.ndarray:
         """Per row, the similarity of its closest answer unit (0 for a passage without units)."""
