@@ -97,18 +97,23 @@ def conditions(model: SentenceTransformerEmbedder, tmp_path_factory: pytest.Temp
 
 
 @pytest.mark.parametrize(
-    ("question", "procedure", "section"),
+    ("collection", "question", "procedure", "section"),
     [
-        ("how long is recovery after a knee replacement", "cpt-27447", "Recovery"),
-        ("CPT 45378 risks", "cpt-45378", "Risks and Complications"),
-        ("will I be awake during a colonoscopy", "cpt-45378", "Patient Experience"),
-        ("who performs the reinsertion of a spinal fixation device", "cpt-22849", "Personnel"),
-        ("asthma symptoms", "asthma", "Symptoms"),
+        ("searcher", "how long is recovery after a knee replacement", "cpt-27447", "Recovery"),
+        ("searcher", "CPT 45378 risks", "cpt-45378", "Risks and Complications"),
+        ("searcher", "will I be awake during a colonoscopy", "cpt-45378", "Patient Experience"),
+        ("searcher", "who performs the reinsertion of a spinal fixation device", "cpt-22849", "Personnel"),
+        ("searcher", "asthma symptoms", "asthma", "Symptoms"),
+        # ICD-10-CM codes, with or without their dots
+        ("conditions", "B02.9 treatment", "icd-10-cm-b02.9", "Treatment"),
+        ("conditions", "is E119 curable", "icd-10-cm-e11.9", "Outlook"),
+        ("conditions", "icd-10 I10 what causes it", "icd-10-cm-i10", "Causes"),
     ],
 )
 def test_questions_find_their_procedure_and_section(
-    searcher: Searcher, question: str, procedure: str, section: str
+    request: pytest.FixtureRequest, collection: str, question: str, procedure: str, section: str
 ) -> None:
+    searcher: Searcher = request.getfixturevalue(collection)
     top = searcher.search(question, k=3)[0]
     assert (top.passage.procedure_id, top.passage.section) == (procedure, section)
 
@@ -141,21 +146,6 @@ def test_the_shipped_index_was_built_from_the_shipped_corpus(model: SentenceTran
     # the index stores its section-intent examples: after editing data/*.json, run `procqa index`
     passages = chunk(read_corpus(ROOT / "corpus").procedures)
     assert (data.intent_labels, data.intent_texts) == intent_texts(passages)
-
-
-@pytest.mark.parametrize(
-    ("question", "procedure", "section"),
-    [
-        ("B02.9 treatment", "icd-10-cm-b02.9", "Treatment"),
-        ("is E119 curable", "icd-10-cm-e11.9", "Outlook"),
-        ("icd-10 I10 what causes it", "icd-10-cm-i10", "Causes"),
-    ],
-)
-def test_icd_10_codes_with_or_without_dots_find_their_page(
-    conditions: Searcher, question: str, procedure: str, section: str
-) -> None:
-    top = conditions.search(question, k=1)[0]
-    assert (top.passage.procedure_id, top.passage.section) == (procedure, section)
 
 
 def test_most_condition_questions_get_the_right_page_and_heading_first(conditions: Searcher) -> None:
