@@ -61,6 +61,9 @@ def test_codes_of_any_shape_are_found_without_case_or_dots() -> None:
     assert m.code_matches("0SR9019 recovery") == [2]
     assert m.code_matches("i100 or b02 or 10") == []
     assert m.residual("ICD-10-CM I10 treatment", [0.0, 0.0, 0.0]) == "treatment"
+    assert m.residual("B02.9 icd 10", [0.0, 0.0, 0.0]) == ""
+    assert m.residual("b02.9 diagnosis code what condition is that", [0.0, 0.0, 0.0]) == "what condition is that"
+    assert m.residual("diagnosis code for shingles", [0.0, 0.0, 0.0]) == "diagnosis code for shingles"  # no code named
 
 
 def test_the_residual_drops_the_procedure_name_and_the_code() -> None:

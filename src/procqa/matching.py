@@ -39,7 +39,12 @@ STOPWORDS = frozenset(
 MIN_RATIO = 80.0
 CLOSEST = 4.0
 EVIDENCE = 0.3  # a name's score: its share found in the query, and how much evidence that is
-CODE_WORDS = frozenset({"cpt", "cpt4", "hcpcs", "code", "icd", "icd10", "icd10cm", "icd10pcs", "pcs", "cm"})
+# what a query naming a code may say of it: 'CPT code', 'ICD-10-CM', 'icd 10', 'diagnosis code'
+CODE_PHRASES = re.compile(
+    r"\b(?:(?:diagnosis|diagnostic|procedure|billing|medical)\s+codes?|"
+    r"(?:icd|cpt|hcpcs)(?:[- ]?(?:10|9|4))?(?:[- ]?(?:cm|pcs))?(?:\s+codes?)?|codes?)\b",
+    re.I,
+)
 NOT_NAME_START = STOPWORDS | {"pronounced", "along", "removes", "moves", "places", "uses", "takes"}
 
 
@@ -150,9 +155,9 @@ class ProcedureMatcher:
         named = {self.vocabulary[c] for c in np.unique(self.procedure_words[best].indices).tolist()}
         codes = {key for key in map(code_key, CODE.findall(query)) if key in self.codes}
         kept = []
-        for token in query.split():
+        for token in (CODE_PHRASES.sub(" ", query) if codes else query).split():
             bare = WORD.findall(token.lower())
-            if codes and (code_key(token.strip(".,?!:;()")) in codes or token.lower().replace("-", "") in CODE_WORDS):
+            if codes and code_key(token.strip(".,?!:;()")) in codes:
                 continue
             if bare and all(_close(b, named) for b in bare):
                 continue
