@@ -37,8 +37,9 @@ format: $(STAMP)
 	$(BIN)/ruff check --fix src tests scripts
 	$(BIN)/ruff format src tests scripts
 
-eval: index ## score procqa against the baselines on both question sets (reports/, reports/conditions/)
+eval: index ## score procqa against the baselines on three question sets (reports/)
 	$(BIN)/procqa eval --questions eval/questions.jsonl --index index --out reports
+	$(BIN)/procqa eval --questions eval/questions-2.jsonl --index index --out reports/questions-2
 	$(BIN)/procqa index --corpus eval/conditions/corpus --out reports/conditions/index
 	$(BIN)/procqa eval --questions eval/conditions/questions.jsonl --index reports/conditions/index --out reports/conditions
 

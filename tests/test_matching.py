@@ -73,6 +73,14 @@ def test_the_residual_drops_the_procedure_name_and_the_code() -> None:
     assert m.residual("CPT 19301 risks", [0.0, 0.0, 0.0, 0.0]) == "risks"
 
 
+def test_the_residual_drops_small_words_inside_a_name_and_keeps_them_elsewhere() -> None:
+    m = ProcedureMatcher([["Colonoscopy with biopsy"]], ["45380"])
+    query = "colonoscopy with biopsy how long for results"
+    assert m.residual(query, m.scores(query)) == "how long for results"
+    query = "recovery with colonoscopy"
+    assert m.residual(query, m.scores(query)) == "recovery with"
+
+
 def test_a_query_naming_nothing_keeps_every_word() -> None:
     m = matcher()
     query = "how long is recovery"

@@ -154,15 +154,14 @@ class ProcedureMatcher:
         best = np.flatnonzero(scores >= cut)
         named = {self.vocabulary[c] for c in np.unique(self.procedure_words[best].indices).tolist()}
         codes = {key for key in map(code_key, CODE.findall(query)) if key in self.codes}
-        kept = []
-        for token in (CODE_PHRASES.sub(" ", query) if codes else query).split():
-            bare = WORD.findall(token.lower())
-            if codes and code_key(token.strip(".,?!:;()")) in codes:
-                continue
-            if bare and all(_close(b, named) for b in bare):
-                continue
-            kept.append(token)
-        return " ".join(kept)
+        tokens = (CODE_PHRASES.sub(" ", query) if codes else query).split()
+        naming = [_names(token, named, codes) for token in tokens]
+        # a small word between two naming words is part of the name: colonoscopy *with* biopsy
+        joining = [
+            0 < i < len(tokens) - 1 and naming[i - 1] and naming[i + 1] and token.lower() in STOPWORDS
+            for i, token in enumerate(tokens)
+        ]
+        return " ".join(t for t, name, join in zip(tokens, naming, joining, strict=True) if not (name or join))
 
     def scores(self, query: str) -> np.ndarray:
         """Per procedure: the best idf-weighted share of one of its names found in the query."""
@@ -182,6 +181,14 @@ class ProcedureMatcher:
         starts = np.flatnonzero(np.diff(procedures, prepend=-1))
         out[procedures[starts]] = np.maximum.reduceat(score, starts)
         return out
+
+
+def _names(token: str, named: set[str], codes: set[str]) -> bool:
+    """Whether a query token is a code or a word of a recognised procedure's name."""
+    if codes and code_key(token.strip(".,?!:;()")) in codes:
+        return True
+    bare = WORD.findall(token.lower())
+    return bool(bare) and all(_close(b, named) for b in bare)
 
 
 def _close(word: str, vocabulary: set[str]) -> bool:

@@ -50,12 +50,12 @@ _BACKGROUND = ThreadPoolExecutor(max_workers=8, thread_name_prefix="procqa-searc
 class Weights:
     """How much each signal counts in the fused score."""
 
-    dense: float = 1.0
+    dense: float = 1.5
     identity: float = 1.0
     lexical: float = 0.2
     procedure_lexical: float = 1.0
     procedure: float = 2.0
-    section: float = 1.5
+    section: float = 1.0
     section_words: float = 1.0
     unit: float = 1.5
     code: float = 2.0
