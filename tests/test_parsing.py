@@ -219,6 +219,22 @@ def test_markdown_title_can_come_from_a_heading() -> None:
     assert (procedure.title, procedure.code, procedure.code_system) == ("Total knee replacement", "27447", "CPT")
 
 
+@pytest.mark.parametrize(
+    "text",
+    [
+        "---\ntitle: Gout\n---\n# Symptoms\nA hot toe.\n# Treatment\nRest.\n",
+        "---\ntitle: Gout\n---\n# Gout\n## Symptoms\nA hot toe.\n## Treatment\nRest.\n",
+        "# Gout\n# Symptoms\nA hot toe.\n# Treatment\nRest.\n",
+        "# Gout\nIntro line.\n### Symptoms\nA hot toe.\n### Treatment ###\nRest.\n",
+    ],
+)
+def test_markdown_sections_are_the_top_heading_level_after_the_title(text: str) -> None:
+    procedure = parse_one("gout.md", text)
+
+    assert procedure.title == "Gout"
+    assert [(s.name, s.text) for s in procedure.sections] == [("Symptoms", "A hot toe."), ("Treatment", "Rest.")]
+
+
 def test_markdown_subheadings_become_labels() -> None:
     procedure = parse_one("x.md", "# Knee\n## Recovery\n### Recovery Time\nSix weeks.\n")
 

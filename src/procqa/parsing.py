@@ -24,6 +24,7 @@ CODE_SYSTEMS = {"cpt": "CPT", "cpt4": "CPT", "cpt 4": "CPT", "hcpcs": "HCPCS", "
 _SYSTEM = r"(?P<system>CPT[- ]?4?|HCPCS|ICD[- ]?10[- ]?PCS)"
 CODE_LINE = re.compile(rf"^{_SYSTEM}\s+code\b\s*:?\s*(?P<code>[A-Z0-9][A-Z0-9.]*)?\s*$", re.I)
 FILE_CODE = re.compile(r"^(?P<system>cpt|hcpcs|icd10pcs)-(?P<code>[a-z0-9]+)-", re.I)
+HEADING = re.compile(r"^\s{0,3}(?P<marks>#{1,6})\s+(?P<text>.*?)\s*#*\s*$")
 NAME_LINE = re.compile(r"^name of the procedure\s*:\s*(?P<name>.*)$", re.I)
 BULLET = re.compile(r"^\s*(?:[-*+\u2022]|\d+[.)])\s+(?P<text>.*)$")
 LABEL = re.compile(r"^(?P<label>[A-Z][A-Za-z0-9/&,()' -]{0,48}?)\s*:\s+(?P<text>\S.*)$")
@@ -211,24 +212,35 @@ def _aliases(value: Any) -> tuple[str, ...]:
 
 
 def parse_markdown(path: str | Path, text: str) -> Procedure:
-    """Markdown: optional front matter (title, code, code_system, aliases), '# Title',
-    '## Section' headings (kept as written unless they are a known variant)."""
+    """Markdown: optional front matter (title, code, code_system, aliases), '# Title', then
+    section headings (kept as written unless they are a known variant): '## Section' as a
+    rule, or whatever level is the document's top one after its title."""
     lines = text.splitlines()
     meta, first = _front_matter(path, lines)
     title = _text_field(path, meta, "title")
+    numbered = enumerate(lines[first:], start=first + 1)
+    headings = [(number, match) for number, raw in numbered if (match := HEADING.match(raw))]
+    firsts = [i for i, (_, match) in enumerate(headings) if len(match["marks"]) == 1]
+    if firsts[:1] == [0] and (title is None or len(firsts) == 1):
+        # a '# Title' line; with a title in front matter, several '#' headings are sections
+        title = title or headings[0][1]["text"] or None
+        headings = headings[1:]
+    # sections are the top heading level after the title ('##' in most pages); deeper
+    # headings label the lines under them
+    level = min((len(match["marks"]) for _, match in headings), default=2)
+    at = dict(headings)
     spans: list[tuple[str, str, int, list[str], int]] = []
     label: str | None = None
     for number, raw in enumerate(lines[first:], start=first + 1):
         line = raw.strip()
-        if line.startswith("# ") and title is None and not spans:
-            title = line[2:].strip() or None
-        elif line.startswith("## "):
-            heading = line[3:].strip().rstrip(":").strip()
+        match = at.get(number)
+        if match and len(match["marks"]) == level:
+            heading = match["text"].rstrip(":").strip()
             spans.append((canonical_section(heading) or heading, heading, number, [], number))
             label = None
-        elif spans and line.startswith("#"):
-            label = line.lstrip("#").strip() or None
-        elif spans and line:
+        elif match:
+            label = match["text"] or None
+        elif spans and line and not HEADING.match(raw):
             if label and not BULLET.match(line):
                 line = f"- {label}: {line}"
             spans[-1][3].append(line)
