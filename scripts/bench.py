@@ -536,7 +536,7 @@ def bench_corpus(label: str, corpus: Path, work: Path, args: argparse.Namespace)
         "units": manifest["units"],
     }
     units = list(dict.fromkeys(u for p in passages for u in p.units))
-    texts = [p.embed_text for p in passages] + units + list(intent_texts(passages)[1])
+    texts = [p.embed_text for p in passages] + units + list(intent_texts(loaded.procedures)[1])
     if real:
         log(f"[{label}] bare model.encode of the same {len(texts)} texts")
         encode_s = bare_encode(texts)

@@ -8,16 +8,18 @@ from pathlib import Path
 import pytest
 from conftest import FakeEmbedder, build_index
 
-from procqa.documents import Passage
+from procqa.documents import Procedure, Section, Unit
 from procqa.index import load
 from procqa.intent import MAX_HEADINGS, WRITTEN_EXAMPLES, intent_texts, spread
 from procqa.search import Searcher
 from procqa.sections import CANONICAL, canonical_section, heading_info, heading_key, known_heading, section_info
 
 
-def written(section: str, *units: str) -> Passage:
-    """A passage of some procedure with these answer units under this heading."""
-    return Passage(0, "p", "P", None, None, section, " ".join(units), units, "p.md", 1, 2)
+def written(section: str, *units: str, heading: str = "") -> Procedure:
+    """A page with these answer units under one section (written under `heading`)."""
+    return Procedure(
+        "p", "P", None, None, (Section(section, tuple(map(Unit, units)), 1, 2, heading or section),), "p.md"
+    )
 
 
 def examples_of(label: str, labels: tuple[str, ...], texts: tuple[str, ...]) -> list[str]:
@@ -51,6 +53,11 @@ def test_canonical_sections_learn_only_from_their_curated_examples() -> None:
     labels, texts = intent_texts([written("Recovery", "Rest for a week.")])
     assert "Rest for a week." not in examples_of("Recovery", labels, texts)
     assert set(labels) == set(CANONICAL)
+
+
+def test_a_canonical_section_worded_its_own_way_learns_from_its_text_too() -> None:
+    labels, texts = intent_texts([written("Risks and Complications", "A dry cough is common.", heading="Side Effects")])
+    assert examples_of("Risks and Complications", labels, texts)[-1] == "A dry cough is common."
 
 
 def test_only_the_headings_written_most_often_get_an_intent_of_their_own() -> None:

@@ -409,7 +409,7 @@ def build(
     unit_texts = [u for p in passages for u in p.units]
     unit_keys = [content_key(u, model_id) for u in unit_texts]
     units, embedded_units = _embed_cached(unit_texts, unit_keys, embedder, cache, batch_size, None)
-    labels, examples = intent_texts(passages)
+    labels, examples = intent_texts(procedures)
     intent_keys = [content_key(t, model_id) for t in examples]
     intents, _ = _embed_cached(examples, intent_keys, embedder, cache, batch_size, None)
     del cache

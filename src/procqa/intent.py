@@ -15,7 +15,7 @@ from collections.abc import Iterable, Sequence
 
 import numpy as np
 
-from procqa.documents import Passage
+from procqa.documents import Procedure
 from procqa.lexical import stems
 from procqa.sections import CANONICAL, known_heading, section_info
 
@@ -27,39 +27,42 @@ WRITTEN_EXAMPLES = 100  # answer units of a collection's own heading that serve 
 MAX_HEADINGS = 40  # a collection's own headings with a section intent of their own
 
 
-def intent_texts(passages: Iterable[Passage] = ()) -> tuple[tuple[str, ...], tuple[str, ...]]:
+def intent_texts(procedures: Iterable[Procedure] = ()) -> tuple[tuple[str, ...], tuple[str, ...]]:
     """(label, text) pairs, as two tuples: the canonical sections, then the MAX_HEADINGS other
-    headings of the collection's passages written most often."""
-    pairs: list[tuple[str, str]] = []
-    for name, info in section_info().items():
-        texts = (name, info.description, *info.aliases, *info.examples)
-        pairs += [(name, text) for text in dict.fromkeys(texts)]
+    headings of the collection written most often."""
     written: dict[str, list[str]] = {}
     uses: Counter[str] = Counter()
-    for passage in passages:
-        if passage.section not in CANONICAL:
-            written.setdefault(passage.section, []).extend(passage.units)
-            uses[passage.section] += 1
+    for section in (section for procedure in procedures for section in procedure.sections):
+        # A collection that words a canonical heading its own way ("Side Effects" of a medicine,
+        # "Complications" of a disease) means something the procedure examples do not cover.
+        if section.name not in CANONICAL or section.heading not in ("", section.name):
+            written.setdefault(section.name, []).extend(unit.render() for unit in section.units)
+        if section.name not in CANONICAL:
+            uses[section.name] += 1
+    pairs: list[tuple[str, str]] = []
+    for name, info in section_info().items():
+        own = (name, info.description, *info.aliases, *info.examples)
+        pairs += [(name, text) for text in dict.fromkeys([*own, *spread(written.get(name, []), WRITTEN_EXAMPLES)])]
     # A heading written once or twice says little about what questions it answers, and each
     # label modelled costs the intent regression a column at every load.
     most = sorted(uses, key=lambda label: (-uses[label], label))[:MAX_HEADINGS]
     for label in sorted(most):
         known = known_heading(label)
-        own = [
+        own = (
             *(template.format(label.lower()) for template in TEMPLATES),
             *((known.description, *known.examples) if known else ()),
-            *spread(list(dict.fromkeys(written[label])), WRITTEN_EXAMPLES),
-        ]
-        pairs += [(label, text) for text in dict.fromkeys(own)]
+        )
+        pairs += [(label, text) for text in dict.fromkeys([*own, *spread(written[label], WRITTEN_EXAMPLES)])]
     return tuple(p[0] for p in pairs), tuple(p[1] for p in pairs)
 
 
 def spread(items: Sequence[str], n: int) -> list[str]:
-    """Up to n items, evenly spaced from first to last, so that they come from the whole
-    collection rather than its first documents."""
-    if len(items) <= n:
-        return list(items)
-    return [items[i] for i in np.linspace(0, len(items) - 1, n).round().astype(int)]
+    """Up to n distinct items, evenly spaced from first to last, so that they come from the
+    whole collection rather than its first documents."""
+    distinct = list(dict.fromkeys(items))
+    if len(distinct) <= n:
+        return distinct
+    return [distinct[i] for i in np.linspace(0, len(distinct) - 1, n).round().astype(int)]
 
 
 class SectionIntent:
