@@ -2,14 +2,15 @@
 
 from __future__ import annotations
 
+from dataclasses import fields
 from pathlib import Path
 
 import pytest
-from conftest import FakeEmbedder
+from conftest import FakeEmbedder, build_index
 
 from procqa.errors import QueryError
 from procqa.index import load
-from procqa.search import Searcher
+from procqa.search import Searcher, Weights
 
 QUESTIONS = [
     "how long is recovery after a knee replacement",
@@ -67,3 +68,26 @@ def test_scoring_candidates_only_gives_the_full_scan_ranking(
     full = Searcher(data, fake_embedder).search(question, k=3)
     candidates = Searcher(data, fake_embedder, full_scan=0).search(question, k=3)
     assert [(h.passage.id, round(h.score, 5)) for h in candidates] == [(h.passage.id, round(h.score, 5)) for h in full]
+
+
+def test_a_word_only_one_procedure_holds_counts_for_all_its_passages(
+    tmp_path: Path, fake_embedder: FakeEmbedder
+) -> None:
+    corpus = tmp_path / "leaflets"
+    corpus.mkdir()
+    pages = {
+        "metformin": "# Metformin\n## Pregnancy\nAsk your doctor if pregnant.\n## Brand Names\nGlucophage.\n",
+        "gliclazide": "# Gliclazide\n## Pregnancy\nPregnant women take insulin.\n",
+    }
+    for name, text in pages.items():
+        (corpus / f"{name}.md").write_text(text, encoding="utf-8")
+    only_own_words = Weights(**{field.name: 0.0 for field in fields(Weights)} | {"own_word": 1.0})
+    searcher = Searcher(
+        load(build_index(corpus, tmp_path / "index", fake_embedder)), fake_embedder, weights=only_own_words
+    )
+    hits = searcher.search("is glucophage ok while pregnant", k=3)  # 'pregnant': both hold it
+    assert sorted((h.passage.title, h.passage.section, h.score) for h in hits) == [
+        ("Gliclazide", "Pregnancy", 0.0),
+        ("Metformin", "Brand Names", 1.0),
+        ("Metformin", "Pregnancy", 1.0),
+    ]

@@ -57,6 +57,17 @@ class Lexical:
         known = self.retriever.vocab_dict
         return [known[w] for w in stems([query])[0] if w in known]
 
+    def holders(self, query: str, *, most: int) -> list[np.ndarray]:
+        """For each known word of the query that at most `most` passages hold, those passages."""
+        postings = self.retriever.scores
+        indptr, indices = postings["indptr"], postings["indices"]
+        held = []
+        for word in set(self.query_ids(query)):
+            start, end = int(indptr[word]), int(indptr[word + 1])
+            if end - start <= most:
+                held.append(np.asarray(indices[start:end], dtype=np.int64))
+        return held
+
     @property
     def size(self) -> int:
         return int(self.retriever.scores["num_docs"])

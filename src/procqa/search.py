@@ -3,10 +3,10 @@
 Every candidate passage gets one score, a weighted sum of signals in comparable ranges:
 the cosine similarity of the section-asking part of the query and the passage, the cosine
 similarity of the whole query and the procedure's Summary, BM25 scaled by the best BM25
-score (of the passage, and of the procedure's best passage), how strongly the query names
-the passage's procedure, how likely the question asks for the passage's section (from its
-embedding and from its words), and how close the passage's best answer unit comes to the
-query.
+score (of the passage, and of the procedure's best passage), whether the query has a word
+that only the passage's procedure holds, how strongly the query names the passage's
+procedure, how likely the question asks for the passage's section (from its embedding and
+from its words), and how close the passage's best answer unit comes to the query.
 Small collections score every passage; large ones score the union of the dense and BM25
 top hits and every passage of the best-matching procedures.
 """
@@ -54,6 +54,7 @@ class Weights:
     identity: float = 1.0
     lexical: float = 0.2
     procedure_lexical: float = 1.0
+    own_word: float = 1.0
     procedure: float = 2.0
     section: float = 1.0
     section_words: float = 1.0
@@ -121,6 +122,7 @@ class Searcher:
         section_pos = {name: i for i, name in enumerate(self.intent.names)}
         positions = np.array([section_pos.get(name, -1) for name in columns.sections] + [-1], dtype=np.int64)
         self.passage_section = positions[np.asarray(columns.passage_section, dtype=np.int64)]
+        self.most_passages = max((len(p.passage_ids) for p in self.procedures), default=0)
         # a heading without an intent of its own (procqa.intent.MAX_HEADINGS) gets an even share
         self.unmodelled = 1 / max(len(self.intent.names), 1)
         names = [
@@ -186,6 +188,7 @@ class Searcher:
         # procedure described in everyday words ("scope to get a gallstone out of the bile duct")
         best_of = np.zeros(len(self.procedures), dtype=np.float32)
         np.maximum.at(best_of, procedures, lexical)
+        owns = self._owned_words(query.text)
         intent = self.intent.probabilities
         probabilities = (1 - WHOLE_QUERY_INTENT) * intent(query.rest) + WHOLE_QUERY_INTENT * intent(query.vector)
         by_words = self.section_words.probabilities(query.residual)
@@ -195,11 +198,22 @@ class Searcher:
             + w.identity * (self.identity[procedures] @ query.vector)
             + w.lexical * lexical
             + w.procedure_lexical * best_of[procedures]
+            + w.own_word * owns[procedures]
             + w.procedure * query.named[procedures]
             + w.section * np.where(sections >= 0, probabilities[sections], self.unmodelled)
             + w.section_words * np.where(sections >= 0, by_words[sections], self.unmodelled)
             + w.unit * self._best_units(rows, query.rest)
         )
+
+    def _owned_words(self, query: str) -> np.ndarray:
+        """Per procedure, 1 where a word of the query is found in its text and no other
+        procedure's: a brand name in a list ('Glucophage'), a rare term only it explains."""
+        owns = np.zeros(len(self.procedures), dtype=np.float32)
+        for passages in self.data.lexical.holders(query, most=self.most_passages):
+            owners = np.unique(self.passage_procedure[passages])
+            if len(owners) == 1:
+                owns[owners] = 1.0
+        return owns
 
     def _best_units(self, rows: np.ndarray, vector: np.ndarray) -> np.ndarray:
         """Per row, the similarity of its closest answer unit (0 for a passage without units)."""
