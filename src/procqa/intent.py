@@ -41,8 +41,7 @@ def intent_texts(procedures: Iterable[Procedure] = ()) -> tuple[tuple[str, ...],
             uses[section.name] += 1
     pairs: list[tuple[str, str]] = []
     for name, info in section_info().items():
-        own = (name, info.description, *info.aliases, *info.examples)
-        pairs += [(name, text) for text in dict.fromkeys([*own, *spread(written.get(name, []), WRITTEN_EXAMPLES)])]
+        pairs += _examples(name, (name, info.description, *info.aliases, *info.examples), written.get(name, []))
     # A heading written once or twice says little about what questions it answers, and each
     # label modelled costs the intent regression a column at every load.
     most = sorted(uses, key=lambda label: (-uses[label], label))[:MAX_HEADINGS]
@@ -52,8 +51,13 @@ def intent_texts(procedures: Iterable[Procedure] = ()) -> tuple[tuple[str, ...],
             *(template.format(label.lower()) for template in TEMPLATES),
             *((known.description, *known.examples) if known else ()),
         )
-        pairs += [(label, text) for text in dict.fromkeys([*own, *spread(written[label], WRITTEN_EXAMPLES)])]
+        pairs += _examples(label, own, written[label])
     return tuple(p[0] for p in pairs), tuple(p[1] for p in pairs)
+
+
+def _examples(label: str, own: Sequence[str], written: Sequence[str]) -> list[tuple[str, str]]:
+    """A label's distinct examples: its own, then an even spread of what is written under it."""
+    return [(label, text) for text in dict.fromkeys([*own, *spread(written, WRITTEN_EXAMPLES)])]
 
 
 def spread(items: Sequence[str], n: int) -> list[str]:

@@ -218,29 +218,29 @@ def parse_markdown(path: str | Path, text: str) -> Procedure:
     lines = text.splitlines()
     meta, first = _front_matter(path, lines)
     title = _text_field(path, meta, "title")
-    numbered = enumerate(lines[first:], start=first + 1)
-    headings = [(number, match) for number, raw in numbered if (match := HEADING.match(raw))]
-    firsts = [i for i, (_, match) in enumerate(headings) if len(match["marks"]) == 1]
-    if firsts[:1] == [0] and (title is None or len(firsts) == 1):
-        # a '# Title' line; with a title in front matter, several '#' headings are sections
-        title = title or headings[0][1]["text"] or None
-        headings = headings[1:]
+    numbered = list(enumerate(lines[first:], start=first + 1))
+    headings = {number: match for number, raw in numbered if (match := HEADING.match(raw))}
+    tops = [number for number, match in headings.items() if len(match["marks"]) == 1]
+    if tops and tops[0] == next(iter(headings)) and (title is None or len(tops) == 1):
+        # a '# Title' line, first of all (no section precedes it, so its line is passed over);
+        # with a title in front matter, several '#' headings are sections
+        named = headings.pop(tops[0])["text"] or None
+        title = title or named
     # sections are the top heading level after the title ('##' in most pages); deeper
     # headings label the lines under them
-    level = min((len(match["marks"]) for _, match in headings), default=2)
-    at = dict(headings)
+    level = min((len(match["marks"]) for match in headings.values()), default=2)
     spans: list[tuple[str, str, int, list[str], int]] = []
     label: str | None = None
-    for number, raw in enumerate(lines[first:], start=first + 1):
+    for number, raw in numbered:
         line = raw.strip()
-        match = at.get(number)
+        match = headings.get(number)
         if match and len(match["marks"]) == level:
             heading = match["text"].rstrip(":").strip()
             spans.append((canonical_section(heading) or heading, heading, number, [], number))
             label = None
         elif match:
             label = match["text"] or None
-        elif spans and line and not HEADING.match(raw):
+        elif spans and line:
             if label and not BULLET.match(line):
                 line = f"- {label}: {line}"
             spans[-1][3].append(line)
