@@ -301,7 +301,8 @@ def test_procqa_index_fails_with_one_line_on_an_empty_or_unreadable_corpus(
     out, err = capsys.readouterr()
     assert status == 1
     assert out == ""
-    assert err.splitlines()[-1] == f"procqa: no procedure could be read from {folder}"
+    why = "the folder holds no files" if content is None else "1 files seen: 1 could not be read (see above)"
+    assert err.splitlines()[-1] == f"procqa: no procedure could be read from {folder}: {why}"
     assert len(err.splitlines()) == (1 if content is None else 2)
     assert not root.exists() or not versions(root)
 

@@ -392,6 +392,68 @@ def test_read_corpus_reports_an_unreadable_file(tmp_path: Path, monkeypatch: pyt
     assert [str(e) for e in corpus.problems] == [f"{tmp_path.name}/locked.txt:0: cannot be read: Permission denied"]
 
 
+def _seed_collection(folder: Path) -> Path:
+    folder.mkdir(parents=True)
+    (folder / SEED.name).write_bytes(SEED.read_bytes())
+    return folder
+
+
+def test_read_corpus_takes_a_folder_given_with_dot_dot(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    _seed_collection(tmp_path / "pages")
+    (tmp_path / "scripts").mkdir()
+    monkeypatch.chdir(tmp_path / "scripts")
+
+    corpus = read_corpus(Path("../pages"))
+
+    assert [p.id for p in corpus.procedures] == ["cpt-22849"]
+    assert corpus.problems == ()
+
+
+def test_read_corpus_takes_a_folder_under_a_hidden_folder(tmp_path: Path) -> None:
+    folder = _seed_collection(tmp_path / ".local" / "share" / "pages")
+
+    assert [p.id for p in read_corpus(folder).procedures] == ["cpt-22849"]
+    assert [p.id for p in read_corpus(tmp_path / ".local" / ".." / ".local" / "share" / "pages").procedures] == [
+        "cpt-22849"
+    ]
+
+
+def test_read_corpus_takes_a_symlinked_folder(tmp_path: Path) -> None:
+    _seed_collection(tmp_path / "real")
+    (tmp_path / "linked").symlink_to(tmp_path / "real", target_is_directory=True)
+
+    assert [p.id for p in read_corpus(tmp_path / "linked").procedures] == ["cpt-22849"]
+
+
+def test_read_corpus_skips_hidden_files_and_folders_inside_the_collection(tmp_path: Path) -> None:
+    folder = _seed_collection(tmp_path / "pages")
+    (folder / ".draft.txt").write_bytes(SEED.read_bytes().replace(b"22849", b"22850"))
+    (folder / ".git").mkdir()
+    (folder / ".git" / "old.txt").write_bytes(SEED.read_bytes().replace(b"22849", b"22851"))
+
+    corpus = read_corpus(folder)
+
+    assert [p.id for p in corpus.procedures] == ["cpt-22849"]
+    assert corpus.passed_over == Counter({"hidden or under hidden folders": 2})
+
+
+def test_an_empty_collection_says_what_was_seen_and_why_it_was_passed_over(tmp_path: Path) -> None:
+    folder = tmp_path / "pages"
+    (folder / ".hidden").mkdir(parents=True)
+    (folder / ".hidden" / "a.txt").write_bytes(SEED.read_bytes())
+    (folder / "notes.csv").write_text("a,b")
+    (folder / "broken.txt").write_bytes(b"\xff\xfe")
+
+    corpus = read_corpus(folder)
+
+    assert corpus.procedures == ()
+    assert corpus.why_empty() == (
+        "3 files seen: 1 hidden or under hidden folders, "
+        "1 not .txt/.md/.markdown/.jsonl files, 1 could not be read (see above)"
+    )
+    assert read_corpus(tmp_path / "pages" / ".hidden" / "..").why_empty().startswith("3 files seen")
+
+
 def test_read_corpus_refuses_a_missing_folder(tmp_path: Path) -> None:
     with pytest.raises(ParseError, match="does not exist"):
         read_corpus(tmp_path / "nowhere")

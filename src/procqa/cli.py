@@ -47,7 +47,7 @@ def cmd_index(args: argparse.Namespace, settings: Settings) -> int:
     for problem in corpus.problems:
         print(f"skipped {problem}", file=sys.stderr)
     if not corpus.procedures:
-        raise ProcqaError(f"no procedure could be read from {args.corpus or settings.corpus}")
+        raise ProcqaError(f"no procedure could be read from {args.corpus or settings.corpus}: {corpus.why_empty()}")
     passages = chunk(corpus.procedures)
     embedder = SentenceTransformerEmbedder.from_settings(settings)
     bar, update = _progress(len(passages), "embedding passages")

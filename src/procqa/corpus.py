@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import hashlib
-from dataclasses import dataclass
+from collections import Counter
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from procqa.documents import Procedure
@@ -18,15 +19,40 @@ class Corpus:
     procedures: tuple[Procedure, ...]
     problems: tuple[ParseError, ...]
     fingerprint: str
+    passed_over: Counter[str] = field(default_factory=Counter)
+    """Files not read, by reason: HIDDEN or OTHER_TYPE."""
+
+    def why_empty(self) -> str:
+        """Why no procedure came out of the folder, counted by reason."""
+        seen = sum(self.passed_over.values()) + len({p.path for p in self.problems})
+        if not seen:
+            return "the folder holds no files"
+        reasons = [f"{count} {reason}" for reason, count in sorted(self.passed_over.items())]
+        if self.problems:
+            reasons.append(f"{len({p.path for p in self.problems})} could not be read (see above)")
+        return f"{seen} files seen: " + ", ".join(reasons)
 
 
-def document_paths(folder: Path) -> list[Path]:
-    """Documents under a folder (recursively), in a stable order; hidden files are skipped."""
-    return sorted(
-        p
-        for p in folder.rglob("*")
-        if p.is_file() and p.suffix.lower() in SUFFIXES and not any(part.startswith(".") for part in p.parts)
-    )
+HIDDEN = "hidden or under hidden folders"
+OTHER_TYPE = "not " + "/".join(SUFFIXES) + " files"
+
+
+def document_paths(folder: Path) -> tuple[list[Path], Counter[str]]:
+    """Documents under a folder (recursively), in a stable order, and the files passed over
+    by reason. Only names below the folder count as hidden: the folder is taken as given
+    (relative, with '..', through a symlink or under a dot-folder)."""
+    documents: list[Path] = []
+    passed_over: Counter[str] = Counter()
+    for path in folder.rglob("*"):
+        if not path.is_file():
+            continue
+        if any(part.startswith(".") for part in path.relative_to(folder).parts):
+            passed_over[HIDDEN] += 1
+        elif path.suffix.lower() not in SUFFIXES:
+            passed_over[OTHER_TYPE] += 1
+        else:
+            documents.append(path)
+    return sorted(documents), passed_over
 
 
 def read_corpus(folder: Path, *, max_bytes: int = 2_000_000) -> Corpus:
@@ -36,7 +62,8 @@ def read_corpus(folder: Path, *, max_bytes: int = 2_000_000) -> Corpus:
     digest = hashlib.sha256()
     procedures: dict[str, Procedure] = {}
     problems: list[ParseError] = []
-    for path in document_paths(folder):
+    paths, passed_over = document_paths(folder)
+    for path in paths:
         shown = path.relative_to(folder.parent) if folder.parent != Path() else path
         try:
             size = path.stat().st_size
@@ -56,4 +83,4 @@ def read_corpus(folder: Path, *, max_bytes: int = 2_000_000) -> Corpus:
                 problems.append(ParseError(shown, 1, f"procedure id {procedure.id} already defined in {first}"))
             else:
                 procedures[procedure.id] = procedure
-    return Corpus(tuple(procedures.values()), tuple(problems), digest.hexdigest()[:16])
+    return Corpus(tuple(procedures.values()), tuple(problems), digest.hexdigest()[:16], passed_over)
