@@ -496,10 +496,10 @@ def bare_encode(texts: Sequence[str]) -> float:
 
 
 def bench_corpus(label: str, corpus: Path, work: Path, args: argparse.Namespace) -> dict[str, Any]:
-    from procqa.chunking import chunk
-    from procqa.corpus import read_corpus
     from procqa.embedding import SentenceTransformerEmbedder
     from procqa.index import build, load
+    from procqa.ingest.chunking import chunk
+    from procqa.ingest.corpus import read_corpus
     from procqa.intent import intent_texts
 
     started = time.perf_counter()

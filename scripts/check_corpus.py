@@ -12,7 +12,7 @@ import sys
 from collections import defaultdict
 from pathlib import Path
 
-from procqa.sections import CANONICAL
+from procqa.ingest.sections import CANONICAL
 
 HEADINGS = list(CANONICAL)
 REQUIRED_LABELS = {

@@ -19,8 +19,8 @@ from collections import defaultdict
 from dataclasses import dataclass
 from pathlib import Path
 
-from procqa.parsing import slugify
-from procqa.sections import CANONICAL, canonical_section
+from procqa.ingest.sections import CANONICAL, canonical_section
+from procqa.text import slugify
 
 PREFIXES = (
     "", "Bilateral", "Left", "Right", "Revision", "Staged", "Minimally invasive", "Robot-assisted",

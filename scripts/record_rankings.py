@@ -38,10 +38,10 @@ def sample(path: Path, count: int) -> list[str]:
 
 def searchers(folder: Path) -> Iterator[tuple[str, list[str], Any]]:
     """Per question set: its name, its sampled questions and a searcher over its index."""
-    from procqa.chunking import chunk
-    from procqa.corpus import read_corpus
     from procqa.embedding import SentenceTransformerEmbedder
     from procqa.index import build, load
+    from procqa.ingest.chunking import chunk
+    from procqa.ingest.corpus import read_corpus
     from procqa.search import Searcher
     from procqa.settings import Settings
 
@@ -61,8 +61,7 @@ def record(folder: Path) -> dict[str, dict[str, list[list[str]]]]:
     out: dict[str, dict[str, list[list[str]]]] = {}
     for name, questions, searcher in searchers(folder):
         out[name] = {
-            q: [[h.passage.procedure_id, h.passage.section] for h in searcher.search(q, k=DEPTH)]
-            for q in questions
+            q: [[h.passage.procedure_id, h.passage.section] for h in searcher.search(q, k=DEPTH)] for q in questions
         }
     return out
 

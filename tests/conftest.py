@@ -12,9 +12,9 @@ import pytest
 from fastapi.testclient import TestClient
 
 from procqa.api import create_app
-from procqa.chunking import chunk
-from procqa.corpus import read_corpus
 from procqa.index import build
+from procqa.ingest.chunking import chunk
+from procqa.ingest.corpus import read_corpus
 from procqa.settings import Settings
 
 ROOT = Path(__file__).resolve().parent.parent

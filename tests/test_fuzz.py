@@ -10,11 +10,11 @@ from conftest import SEED
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from procqa.corpus import read_corpus
 from procqa.documents import Procedure
 from procqa.errors import ParseError
-from procqa.parsing import SUFFIXES, parse_file
-from procqa.sections import CANONICAL, canonical_section
+from procqa.ingest import SUFFIXES, parse_file
+from procqa.ingest.corpus import read_corpus
+from procqa.ingest.sections import CANONICAL, canonical_section
 
 FUZZ = settings(max_examples=200, deadline=None)
 SEED_BYTES = SEED.read_bytes()

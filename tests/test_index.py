@@ -11,10 +11,10 @@ import pytest
 from conftest import TINY, FakeEmbedder
 
 from procqa import cli, embedding
-from procqa.chunking import chunk
-from procqa.corpus import read_corpus
 from procqa.errors import IndexMissingError
 from procqa.index import BuildReport, build, current_version, load, prune, rollback, versions
+from procqa.ingest.chunking import chunk
+from procqa.ingest.corpus import read_corpus
 from procqa.settings import get_settings
 
 KNEE = "cpt-27447-total-knee-arthroplasty.txt"

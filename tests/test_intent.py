@@ -10,9 +10,9 @@ from conftest import FakeEmbedder, build_index
 
 from procqa.documents import Procedure, Section, Unit
 from procqa.index import load
+from procqa.ingest.sections import CANONICAL, canonical_section, heading_info, heading_key, known_heading, section_info
 from procqa.intent import MAX_HEADINGS, WRITTEN_EXAMPLES, intent_texts, spread
 from procqa.search import Searcher
-from procqa.sections import CANONICAL, canonical_section, heading_info, heading_key, known_heading, section_info
 
 
 def written(section: str, *units: str, heading: str = "") -> Procedure:

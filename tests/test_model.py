@@ -14,9 +14,9 @@ from fastapi.testclient import TestClient
 
 from procqa.api import create_app
 from procqa.benchmark import read_questions
-from procqa.corpus import read_corpus
 from procqa.embedding import OnnxModel, SentenceTransformerEmbedder, export
 from procqa.index import load
+from procqa.ingest.corpus import read_corpus
 from procqa.intent import intent_texts
 from procqa.search import Searcher
 from procqa.settings import Settings

@@ -11,11 +11,12 @@ from pathlib import Path
 import pytest
 from conftest import ROOT, SEED
 
-from procqa.corpus import read_corpus
 from procqa.documents import Procedure
 from procqa.errors import ParseError
-from procqa.parsing import normalise_system, parse_file
-from procqa.sections import CANONICAL
+from procqa.ingest import parse_file
+from procqa.ingest.corpus import read_corpus
+from procqa.ingest.records import normalise_system
+from procqa.ingest.sections import CANONICAL
 
 CORPUS = ROOT / "corpus"
 QUESTIONS = ROOT / "eval" / "questions.jsonl"

@@ -13,9 +13,9 @@ import pytest
 from conftest import ROOT, FakeEmbedder
 
 from procqa import index as store
-from procqa.chunking import chunk
-from procqa.corpus import read_corpus
 from procqa.index import build, dense_index, index_type, load, nearest
+from procqa.ingest.chunking import chunk
+from procqa.ingest.corpus import read_corpus
 
 
 def clustered(count: int, *, centres: int, seed: int, dimension: int = 384) -> np.ndarray:

@@ -18,7 +18,7 @@ from typing import Any
 
 from procqa.documents import Passage
 from procqa.errors import ParseError
-from procqa.sections import canonical_section
+from procqa.ingest.sections import canonical_section
 
 DEV = "dev"
 HELDOUT = "heldout"

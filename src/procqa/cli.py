@@ -34,10 +34,10 @@ def _progress(total: int, label: str):  # type: ignore[no-untyped-def]
 
 
 def cmd_index(args: argparse.Namespace, settings: Settings) -> int:
-    from procqa.chunking import chunk
-    from procqa.corpus import read_corpus
     from procqa.embedding import SentenceTransformerEmbedder
     from procqa.index import build, rollback
+    from procqa.ingest.chunking import chunk
+    from procqa.ingest.corpus import read_corpus
 
     root = Path(args.out or settings.index)
     if args.rollback:

@@ -41,10 +41,10 @@ import faiss
 import numpy as np
 
 from procqa import __version__
-from procqa.chunking import content_key
 from procqa.documents import Passage, Procedure
 from procqa.embedding import Embedder
 from procqa.errors import IndexCorruptError, IndexMismatchError, IndexMissingError
+from procqa.ingest.chunking import content_key
 from procqa.intent import intent_texts
 from procqa.lexical import Lexical
 from procqa.matching import words

@@ -16,8 +16,8 @@ from collections.abc import Iterable, Sequence
 import numpy as np
 
 from procqa.documents import Procedure
-from procqa.lexical import stems
-from procqa.sections import CANONICAL, known_heading, section_info
+from procqa.ingest.sections import CANONICAL, known_heading, section_info
+from procqa.text import stems
 
 NEIGHBOURS = 3
 TEMPERATURE = 0.05

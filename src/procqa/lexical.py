@@ -3,28 +3,12 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from functools import cache
 from pathlib import Path
 
 import bm25s
 import numpy as np
-import Stemmer
 
-
-@cache
-def _stemmer() -> Stemmer.Stemmer:
-    return Stemmer.Stemmer("english")
-
-
-def tokenize(texts: Sequence[str]) -> bm25s.tokenization.Tokenized:
-    return bm25s.tokenize(list(texts), stopwords="en", stemmer=_stemmer(), show_progress=False)
-
-
-def stems(texts: Sequence[str]) -> list[list[str]]:
-    """Each text's stemmed words, stop words left out."""
-    tokens = tokenize(texts)
-    vocab = {v: k for k, v in tokens.vocab.items()}
-    return [[vocab[i] for i in ids] for ids in tokens.ids]
+from procqa.text import stems, tokenize
 
 
 class Lexical:

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from functools import cache
 from importlib import resources
 
-from procqa.lexical import stems
+from procqa.text import stems
 
 CANONICAL: tuple[str, ...] = (
     "Summary",

@@ -9,7 +9,7 @@ from pathlib import Path
 
 from procqa.documents import Procedure
 from procqa.errors import ParseError
-from procqa.parsing import SUFFIXES, parse_file
+from procqa.ingest.reading import SUFFIXES, parse_file
 
 
 @dataclass(frozen=True)
