@@ -226,7 +226,7 @@ def test_markdown_title_can_come_from_a_heading() -> None:
         "---\ntitle: Gout\n---\n# Symptoms\nA hot toe.\n# Treatment\nRest.\n",
         "---\ntitle: Gout\n---\n# Gout\n## Symptoms\nA hot toe.\n## Treatment\nRest.\n",
         "# Gout\n# Symptoms\nA hot toe.\n# Treatment\nRest.\n",
-        "# Gout\nIntro line.\n### Symptoms\nA hot toe.\n### Treatment ###\nRest.\n",
+        "# Gout\n### Symptoms\nA hot toe.\n### Treatment ###\nRest.\n",
     ],
 )
 def test_markdown_sections_are_the_top_heading_level_after_the_title(text: str) -> None:
@@ -234,6 +234,18 @@ def test_markdown_sections_are_the_top_heading_level_after_the_title(text: str) 
 
     assert procedure.title == "Gout"
     assert [(s.name, s.text) for s in procedure.sections] == [("Symptoms", "A hot toe."), ("Treatment", "Rest.")]
+
+
+def test_markdown_text_before_the_first_heading_is_an_overview_section_less_its_code_line() -> None:
+    text = "# Gastroscopy\nProcedure code: CPT 43235\nA camera test.\n\n## Risks\nA sore throat.\n"
+
+    procedure = parse_one("gastroscopy.md", text)
+
+    assert (procedure.id, procedure.code, procedure.code_system) == ("cpt-43235", "43235", "CPT")
+    assert [(s.name, s.heading, s.text, s.line_start) for s in procedure.sections] == [
+        ("Summary", "Overview", "A camera test.", 3),
+        ("Risks and Complications", "Risks", "A sore throat.", 5),
+    ]
 
 
 def test_markdown_subheadings_become_labels() -> None:
@@ -450,7 +462,7 @@ def test_an_empty_collection_says_what_was_seen_and_why_it_was_passed_over(tmp_p
     assert corpus.procedures == ()
     assert corpus.why_empty() == (
         "3 files seen: 1 hidden or under hidden folders, "
-        "1 not .txt/.md/.markdown/.jsonl files, 1 could not be read (see above)"
+        "1 not .txt/.md/.markdown/.jsonl/.html/.htm/.pdf files, 1 could not be read (see above)"
     )
     assert read_corpus(tmp_path / "pages" / ".hidden" / "..").why_empty().startswith("3 files seen")
 

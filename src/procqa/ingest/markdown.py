@@ -11,7 +11,8 @@ import yaml
 
 from procqa.documents import Procedure
 from procqa.errors import ParseError
-from procqa.ingest.records import BULLET, Span, code_from_name, decode, normalise_system, procedure_of
+from procqa.ingest.page import code_of_line
+from procqa.ingest.records import BULLET, LEAD, Span, code_from_name, decode, normalise_system, procedure_of
 from procqa.ingest.sections import canonical_section
 
 HEADING = re.compile(r"^\s{0,3}(?P<marks>#{1,6})\s+(?P<text>.*?)\s*#*\s*$")
@@ -62,20 +63,28 @@ def parse_markdown(path: str | Path, text: str) -> Procedure:
     numbered = list(enumerate(lines[first:], start=first + 1))
     headings = {number: match for number, raw in numbered if (match := HEADING.match(raw))}
     tops = [number for number, match in headings.items() if len(match["marks"]) == 1]
+    title_line = 0
     if tops and tops[0] == next(iter(headings)) and (title is None or len(tops) == 1):
         # a '# Title' line, first of all (no section precedes it, so its line is passed over);
         # with a title in front matter, several '#' headings are sections
-        named = headings.pop(tops[0])["text"] or None
+        title_line = tops[0]
+        named = headings.pop(title_line)["text"] or None
         title = title or named
     # sections are the top heading level after the title ('##' in most pages); deeper
     # headings label the lines under them
     level = min((len(match["marks"]) for match in headings.values()), default=2)
+    lead: list[str] = []
+    lead_lines: list[int] = []
     spans: list[Span] = []
     label: str | None = None
     for number, raw in numbered:
         line = raw.strip()
         match = headings.get(number)
-        if match and len(match["marks"]) == level:
+        if not spans and not match:
+            if line and number != title_line:
+                lead.append(line)
+                lead_lines.append(number)
+        elif match and len(match["marks"]) == level:
             heading = match["text"].rstrip(":").strip()
             spans.append((canonical_section(heading) or heading, heading, number, [], number))
             label = None
@@ -92,8 +101,15 @@ def parse_markdown(path: str | Path, text: str) -> Procedure:
         raise ParseError(path, first + 1, "no '## Section' headings found")
     code = _text_field(path, meta, "code")
     system = normalise_system(_text_field(path, meta, "code_system"))
+    if not code and (found := next(filter(None, map(code_of_line, lead)), None)):
+        code, system = found
     if not code:
         code, system = code_from_name(path)
+    # the text between the title and the first heading is a section of its own, less any code line
+    kept = [(number, line) for number, line in zip(lead_lines, lead, strict=True) if not code_of_line(line)]
+    if kept:
+        lead_name = canonical_section(LEAD) or LEAD
+        spans.insert(0, (lead_name, LEAD, kept[0][0], [line for _, line in kept], kept[-1][0]))
     name = _text_field(path, meta, "name")
     return procedure_of(path, title, code, system or "CPT", spans, name=name, aliases=aliases_of(meta.get("aliases")))
 

@@ -11,8 +11,20 @@ from procqa.ingest.records import Span, code_from_name, decode, normalise_system
 from procqa.ingest.sections import canonical_section
 
 CHROME = frozenset({"search all medical codes"})
-_SYSTEM = r"(?P<system>CPT[- ]?4?|HCPCS|ICD[- ]?10[- ]?PCS)"
-CODE_LINE = re.compile(rf"^{_SYSTEM}\s+code\b\s*:?\s*(?P<code>[A-Z0-9][A-Z0-9.]*)?\s*$", re.I)
+_SYSTEM = r"(?P<system>CPT(?:[- ]?4(?!\d))?|HCPCS|ICD[- ]?10[- ]?PCS)"
+# 'CPT4 code 27447', 'HCPCS code: G0105' and, as leaflets and web pages write it, 'Procedure code: CPT 27447'
+CODE_LINE = re.compile(
+    rf"^(?P<named>procedure\s+code\s*:?\s*)?{_SYSTEM}(?(named)|\s+code\b)\s*:?\s*(?P<code>[A-Z0-9][A-Z0-9.]*)?\s*$",
+    re.I,
+)
+
+
+def code_of_line(line: str) -> tuple[str, str | None] | None:
+    """(code, system) of a code line that gives a number: 'CPT4 code 27447', 'Procedure code: CPT 27447'."""
+    match = CODE_LINE.match(line.strip())
+    return (match["code"], normalise_system(match["system"])) if match and match["code"] else None
+
+
 NAME_LINE = re.compile(r"^name of the procedure\s*:\s*(?P<name>.*)$", re.I)
 
 

@@ -7,9 +7,11 @@ from pathlib import Path
 
 from procqa.documents import Procedure
 from procqa.errors import ParseError
+from procqa.ingest.html import parse_html_file
 from procqa.ingest.jsonl import parse_jsonl_file
 from procqa.ingest.markdown import parse_markdown_file
 from procqa.ingest.page import parse_pages
+from procqa.ingest.pdf import parse_pdf_file
 
 Parser = Callable[[str | Path, bytes], Iterable[Procedure | ParseError]]
 """A file's procedures from its name (for messages) and bytes; a problem with the whole file
@@ -21,6 +23,9 @@ PARSERS: dict[str, Parser] = {
     ".md": parse_markdown_file,
     ".markdown": parse_markdown_file,
     ".jsonl": parse_jsonl_file,
+    ".html": parse_html_file,
+    ".htm": parse_html_file,
+    ".pdf": parse_pdf_file,
 }
 SUFFIXES = tuple(PARSERS)
 

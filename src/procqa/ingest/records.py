@@ -20,6 +20,11 @@ LABEL = re.compile(r"^(?P<label>[A-Z][A-Za-z0-9/&,()' -]{0,48}?)\s*:\s+(?P<text>
 SENTENCE_END = re.compile(r"(?<=[.!?])\s+(?=[A-Z0-9\"'(])")
 EMPHASIS = re.compile(r"(\*\*|__|`)")
 Span = tuple[str, str, int, list[str], int]
+LEAD = "Overview"
+"""The heading of the text between a document's title and its first section heading (a
+known variant of Summary), in every format."""
+WHOLE = "Text"
+"""The one section of an HTML page or PDF leaflet without section headings."""
 
 
 def normalise_system(system: str | None) -> str | None:
