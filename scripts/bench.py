@@ -28,7 +28,7 @@ exact scan of every passage vector, for the query vectors; `ranking recall@10` i
 candidates searcher's top 10 against the same searcher scoring every passage, for the first
 --recall-queries queries.
 
-Two searchers are timed: `shipped` (procqa.search.Searcher as configured: it scores every
+Two searchers are timed: `shipped` (procqa.ranking.searcher.Searcher as configured: it scores every
 passage up to FULL_SCAN passages; skipped above --shipped-max procedures) and `candidates`,
 the same Searcher scoring only its candidates at any size: FAISS top-N by the residual query
 vector, BM25 top-N and every passage of the best procedures by procedure-level score. Its
@@ -36,7 +36,7 @@ overlap with the shipped top 10 is reported. Load, verification (sampled and tho
 Searcher construction are timed in-process; resident memory is split into anonymous memory
 and mapped files.
 
-Threads follow the service's policy (procqa.service.limit_blas_threads, here and in the
+Threads follow the service's policy (procqa.serving.service.limit_blas_threads, here and in the
 server): math libraries and torch get one thread each; on two busy cores their worker
 threads made a query's model call 40 times slower. One server run with default threads is
 timed too, to show it. Results: a Markdown table on stdout and JSON in reports/bench.json.
@@ -68,7 +68,7 @@ sys.path.insert(0, str(ROOT / "scripts"))
 
 from make_synthetic_corpus import read_source, write_corpus  # noqa: E402
 
-from procqa.search import Searcher  # noqa: E402
+from procqa.ranking.searcher import Searcher  # noqa: E402
 from procqa.settings import Settings  # noqa: E402
 
 DIMENSION = 384
@@ -267,7 +267,7 @@ def dense_recall(data: Any, embedder: QueryModel, queries: Sequence[str]) -> dic
     """recall@10 of index.nearest (the dense index, rescored) against an exact scan, for the
     queries' vectors; and the share of the exact top 10 among the searcher's dense candidates."""
     from procqa.index import index_type, nearest
-    from procqa.search import DENSE_CANDIDATES
+    from procqa.ranking.searcher import DENSE_CANDIDATES
 
     vectors = embedder.inner.embed(list(queries))
     exact = exact_top(data.vectors, vectors, 10)
@@ -500,7 +500,7 @@ def bench_corpus(label: str, corpus: Path, work: Path, args: argparse.Namespace)
     from procqa.index import build, load
     from procqa.ingest.chunking import chunk
     from procqa.ingest.corpus import read_corpus
-    from procqa.intent import intent_texts
+    from procqa.ranking.intent import intent_texts
 
     started = time.perf_counter()
     loaded = read_corpus(corpus)
@@ -633,13 +633,13 @@ def run_server(args: argparse.Namespace) -> int:
     """The server half: create_app under uvicorn in the main thread, as `procqa serve` runs it."""
     import uvicorn
 
-    import procqa.service
+    import procqa.serving.service
     from procqa.api import create_app
     from procqa.settings import Settings
 
-    procqa.service.Searcher = SEARCHERS[args.searcher]  # type: ignore[assignment,misc]
+    procqa.serving.service.Searcher = SEARCHERS[args.searcher]  # type: ignore[assignment,misc]
     if args.default_threads:
-        procqa.service.limit_blas_threads = lambda: None  # type: ignore[assignment]
+        procqa.serving.service.limit_blas_threads = lambda: None  # type: ignore[assignment]
     settings = Settings(index=Path(args.serve), _env_file=None)
     embedder = QueryModel(args.model_id)
     embedder.embed(["warm up"])
@@ -677,7 +677,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return run_server(args)
 
     from procqa.embedding import SentenceTransformerEmbedder
-    from procqa.service import limit_blas_threads
+    from procqa.serving.service import limit_blas_threads
 
     SentenceTransformerEmbedder.from_settings(Settings()).embed(["load the model before limiting its threads"])
     limit_blas_threads()  # as the service does

@@ -38,22 +38,22 @@ def sample(path: Path, count: int) -> list[str]:
 
 def searchers(folder: Path) -> Iterator[tuple[str, list[str], Any]]:
     """Per question set: its name, its sampled questions and a searcher over its index."""
-    from procqa.embedding import SentenceTransformerEmbedder
-    from procqa.index import build, load
-    from procqa.ingest.chunking import chunk
-    from procqa.ingest.corpus import read_corpus
-    from procqa.search import Searcher
+    from procqa.embedding import make_embedder
+    from procqa.index import load
+    from procqa.ingest import chunk, read_corpus
+    from procqa.ranking import RankingConfig, RankingFeatures, Searcher, build_index
     from procqa.settings import Settings
 
-    embedder = SentenceTransformerEmbedder.from_settings(Settings(_env_file=None))
+    embedder = make_embedder(Settings(_env_file=None))
+    config = RankingConfig()
     for questions, corpus, count in SETS:
         root = ROOT / "index"
         if corpus is not None:
             root = folder / Path(corpus).parent.name
             read = read_corpus(ROOT / corpus)
-            build(read.procedures, chunk(read.procedures), embedder, root, fingerprint=read.fingerprint)
-        searcher = Searcher(load(root, model_id=embedder.model_id), embedder)
-        yield questions, sample(ROOT / questions, count), searcher
+            build_index(read.procedures, chunk(read.procedures), embedder, root, fingerprint=read.fingerprint)
+        features = RankingFeatures.from_index(load(root, model_id=embedder.model_id), config)
+        yield questions, sample(ROOT / questions, count), Searcher(features, embedder)
 
 
 def record(folder: Path) -> dict[str, dict[str, list[list[str]]]]:

@@ -12,9 +12,11 @@ import pytest
 from fastapi.testclient import TestClient
 
 from procqa.api import create_app
-from procqa.index import build
+from procqa.index import load
 from procqa.ingest.chunking import chunk
 from procqa.ingest.corpus import read_corpus
+from procqa.ranking import RankingConfig, RankingFeatures, Searcher
+from procqa.ranking import build_index as index_collection
 from procqa.settings import Settings
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -39,6 +41,11 @@ class FakeEmbedder:
         return out
 
 
+def searcher_of(root: Path, embedder: FakeEmbedder, config: RankingConfig | None = None) -> Searcher:
+    """A searcher on the version CURRENT names in `root`."""
+    return Searcher(RankingFeatures.from_index(load(root), config), embedder)
+
+
 @pytest.fixture
 def fake_embedder() -> FakeEmbedder:
     return FakeEmbedder()
@@ -46,7 +53,7 @@ def fake_embedder() -> FakeEmbedder:
 
 def build_index(corpus: Path, root: Path, embedder: FakeEmbedder) -> Path:
     loaded = read_corpus(corpus)
-    build(loaded.procedures, chunk(loaded.procedures), embedder, root, fingerprint=loaded.fingerprint)
+    index_collection(loaded.procedures, chunk(loaded.procedures), embedder, root, fingerprint=loaded.fingerprint)
     return root
 
 

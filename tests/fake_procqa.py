@@ -25,11 +25,8 @@ from typing import Any
 import numpy as np
 from conftest import FakeEmbedder
 
-import procqa.api
-import procqa.embedding
-import procqa.index
-import procqa.service
 from procqa import cli
+from procqa.index import IndexData, writer
 
 
 def die() -> None:
@@ -46,10 +43,6 @@ class SlowEmbedder(FakeEmbedder):
         self.kill_batch = int(kill_at.split(":")[1]) if kill_at.startswith("embed:") else 0
         self.batches = 0
 
-    @classmethod
-    def from_settings(cls, settings: Any) -> SlowEmbedder:
-        return cls()
-
     def embed(self, texts: Sequence[str]) -> np.ndarray:
         self.batches += 1
         if self.started and self.batches == 1:
@@ -63,9 +56,9 @@ class SlowEmbedder(FakeEmbedder):
 def arm_kill_points() -> None:
     """Wrap the index store's steps so the build dies where PROCQA_TEST_KILL_AT says."""
     kill_at = os.environ.get("PROCQA_TEST_KILL_AT", "")
-    load_version, point = procqa.index.load_version, procqa.index.point
+    load_version, point = writer.load_version, writer.point
 
-    def load_then_maybe_die(folder: Path, **kwargs: Any) -> procqa.index.IndexData:
+    def load_then_maybe_die(folder: Path, **kwargs: Any) -> IndexData:
         data = load_version(folder, **kwargs)
         if kill_at == "verify" and folder.name.startswith(".tmp-"):
             die()
@@ -76,15 +69,13 @@ def arm_kill_points() -> None:
             die()
         point(root, version)
 
-    procqa.index.load_version = load_then_maybe_die  # type: ignore[assignment]
-    procqa.index.point = maybe_die_then_point  # type: ignore[assignment]
+    writer.load_version = load_then_maybe_die  # type: ignore[assignment]
+    writer.point = maybe_die_then_point  # type: ignore[assignment]
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    for module in (procqa.embedding, procqa.api, procqa.service):
-        module.SentenceTransformerEmbedder = SlowEmbedder  # type: ignore[attr-defined, misc]
     arm_kill_points()
-    return cli.main(argv)
+    return cli.main(argv, embedder=SlowEmbedder())
 
 
 if __name__ == "__main__":

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 from conftest import FakeEmbedder
 
-from procqa.service import Batched
+from procqa.serving.service import Batched
 
 
 class SlowEmbedder(FakeEmbedder):

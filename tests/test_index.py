@@ -10,11 +10,12 @@ import numpy as np
 import pytest
 from conftest import TINY, FakeEmbedder
 
-from procqa import cli, embedding
+from procqa import cli
 from procqa.errors import IndexMissingError
-from procqa.index import BuildReport, build, current_version, load, prune, rollback, versions
+from procqa.index import BuildReport, current_version, load, prune, rollback, versions
 from procqa.ingest.chunking import chunk
 from procqa.ingest.corpus import read_corpus
+from procqa.ranking import build_index as build
 from procqa.settings import get_settings
 
 KNEE = "cpt-27447-total-knee-arthroplasty.txt"
@@ -71,7 +72,7 @@ def test_a_built_index_loads_back_the_same_passages_and_vectors(corpus: Path, ro
     np.testing.assert_array_equal(data.vectors, embedder.embed([p.embed_text for p in passages]))
     unit_texts = [u for p in passages for u in p.units]
     np.testing.assert_array_equal(data.units, embedder.embed(unit_texts))
-    assert [p["id"] for p in data.procedures] == [p.id for p in loaded.procedures]
+    assert [p.id for p in data.procedures] == [p.id for p in loaded.procedures]
     assert data.manifest["model"] == embedder.model_id
     assert data.manifest["dimension"] == embedder.dimension
     assert data.manifest["corpus_fingerprint"] == loaded.fingerprint
@@ -245,8 +246,7 @@ def test_without_an_index_load_says_how_to_build_one(root: Path) -> None:
 
 @pytest.fixture
 def fake_model(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
-    """`procqa index` embeds with the fake embedder, under default settings."""
-    monkeypatch.setattr(embedding.SentenceTransformerEmbedder, "from_settings", lambda settings: FakeEmbedder())
+    """`procqa index` runs under default settings (the fake embedder is handed to it)."""
     get_settings.cache_clear()
     yield
     get_settings.cache_clear()
@@ -254,7 +254,7 @@ def fake_model(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
 
 @pytest.mark.usefixtures("fake_model")
 def test_procqa_index_builds_and_reports(corpus: Path, root: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    status = cli.main(["index", "--corpus", str(corpus), "--out", str(root)])
+    status = cli.main(["index", "--corpus", str(corpus), "--out", str(root)], embedder=FakeEmbedder())
 
     out, err = capsys.readouterr()
     assert status == 0
@@ -267,7 +267,7 @@ def test_procqa_index_builds_and_reports(corpus: Path, root: Path, capsys: pytes
 def test_procqa_index_skips_bad_files_and_says_so(corpus: Path, root: Path, capsys: pytest.CaptureFixture[str]) -> None:
     (corpus / "broken.txt").write_bytes(b"\xff\xfe binary-ish")
 
-    status = cli.main(["index", "--corpus", str(corpus), "--out", str(root)])
+    status = cli.main(["index", "--corpus", str(corpus), "--out", str(root)], embedder=FakeEmbedder())
 
     out, err = capsys.readouterr()
     assert status == 0
@@ -277,12 +277,12 @@ def test_procqa_index_skips_bad_files_and_says_so(corpus: Path, root: Path, caps
 
 @pytest.mark.usefixtures("fake_model")
 def test_procqa_index_full_and_rollback(corpus: Path, root: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    assert cli.main(["index", "--corpus", str(corpus), "--out", str(root)]) == 0
+    assert cli.main(["index", "--corpus", str(corpus), "--out", str(root)], embedder=FakeEmbedder()) == 0
     first = current_version(root).name
-    assert cli.main(["index", "--corpus", str(corpus), "--out", str(root), "--full"]) == 0
+    assert cli.main(["index", "--corpus", str(corpus), "--out", str(root), "--full"], embedder=FakeEmbedder()) == 0
     assert "reused 0" in capsys.readouterr().out
 
-    assert cli.main(["index", "--out", str(root), "--rollback"]) == 0
+    assert cli.main(["index", "--out", str(root), "--rollback"], embedder=FakeEmbedder()) == 0
     assert capsys.readouterr().out == f"index {root} now serves version {first}\n"
 
 
@@ -296,7 +296,7 @@ def test_procqa_index_fails_with_one_line_on_an_empty_or_unreadable_corpus(
     if content is not None:
         (folder / "only.txt").write_bytes(content)
 
-    status = cli.main(["index", "--corpus", str(folder), "--out", str(root)])
+    status = cli.main(["index", "--corpus", str(folder), "--out", str(root)], embedder=FakeEmbedder())
 
     out, err = capsys.readouterr()
     assert status == 1
@@ -311,7 +311,7 @@ def test_procqa_index_fails_with_one_line_on_an_empty_or_unreadable_corpus(
 def test_procqa_index_fails_with_one_line_on_a_missing_corpus(
     tmp_path: Path, root: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    status = cli.main(["index", "--corpus", str(tmp_path / "nowhere"), "--out", str(root)])
+    status = cli.main(["index", "--corpus", str(tmp_path / "nowhere"), "--out", str(root)], embedder=FakeEmbedder())
 
     assert status == 1
     assert capsys.readouterr().err == f"procqa: {tmp_path / 'nowhere'}:0: corpus folder does not exist\n"
@@ -319,14 +319,14 @@ def test_procqa_index_fails_with_one_line_on_a_missing_corpus(
 
 @pytest.mark.usefixtures("fake_model")
 def test_procqa_index_rollback_without_an_index_fails(root: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    assert cli.main(["index", "--out", str(root), "--rollback"]) == 1
+    assert cli.main(["index", "--out", str(root), "--rollback"], embedder=FakeEmbedder()) == 1
     assert capsys.readouterr().err.startswith(f"procqa: no index at {root}")
 
 
 @pytest.mark.parametrize("argv", [["index", "--bogus"], ["index", "--corpus"], [], ["reindex"]])
 def test_procqa_usage_errors_exit_with_2(argv: list[str], capsys: pytest.CaptureFixture[str]) -> None:
     with pytest.raises(SystemExit) as exit_info:
-        cli.main(argv)
+        cli.main(argv, embedder=FakeEmbedder())
 
     assert exit_info.value.code == 2
     assert "usage: procqa" in capsys.readouterr().err

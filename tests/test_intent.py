@@ -6,13 +6,15 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from conftest import FakeEmbedder, build_index
+from conftest import FakeEmbedder, build_index, searcher_of
 
 from procqa.documents import Procedure, Section, Unit
-from procqa.index import load
 from procqa.ingest.sections import CANONICAL, canonical_section, heading_info, heading_key, known_heading, section_info
-from procqa.intent import MAX_HEADINGS, WRITTEN_EXAMPLES, intent_texts, spread
-from procqa.search import Searcher
+from procqa.ranking import RankingConfig
+from procqa.ranking.intent import intent_texts, spread
+
+MAX_HEADINGS = RankingConfig().max_headings
+WRITTEN_EXAMPLES = RankingConfig().written_examples
 
 
 def written(section: str, *units: str, heading: str = "") -> Procedure:
@@ -112,7 +114,7 @@ def clinic(tmp_path: Path) -> Path:
 def test_questions_find_a_collections_own_headings(
     clinic: Path, tmp_path: Path, fake_embedder: FakeEmbedder, question: str, section: str
 ) -> None:
-    searcher = Searcher(load(build_index(clinic, tmp_path / "index", fake_embedder)), fake_embedder)
+    searcher = searcher_of(build_index(clinic, tmp_path / "index", fake_embedder), fake_embedder)
     assert searcher.search(question, k=1)[0].passage.section == section
 
 

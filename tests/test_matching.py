@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from procqa.intent import SectionIntent, SectionWords
-from procqa.matching import ProcedureMatcher, everyday_names, title_names
+from procqa.ranking.intent import SectionIntent, SectionWords
+from procqa.ranking.matching import ProcedureMatcher, everyday_names, title_names
 
 NAMES = [
     ["Total knee arthroplasty", "total knee replacement", "TKR"],

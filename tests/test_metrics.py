@@ -15,7 +15,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from procqa import __version__
 from procqa.api import create_app
-from procqa.metrics import JsonFormatter, json_logs
+from procqa.api.metrics import JsonFormatter, json_logs
 from procqa.settings import Settings
 
 Labels = dict[str, str]

@@ -13,12 +13,12 @@ from conftest import ROOT, TINY, build_index
 from fastapi.testclient import TestClient
 
 from procqa.api import create_app
-from procqa.benchmark import read_questions
 from procqa.embedding import OnnxModel, SentenceTransformerEmbedder, export
+from procqa.evaluation.questions import read_questions
 from procqa.index import load
 from procqa.ingest.corpus import read_corpus
-from procqa.intent import intent_texts
-from procqa.search import Searcher
+from procqa.ranking import RankingFeatures, Searcher
+from procqa.ranking.intent import intent_texts
 from procqa.settings import Settings
 
 pytestmark = pytest.mark.slow
@@ -32,7 +32,7 @@ def model(tmp_path_factory: pytest.TempPathFactory) -> SentenceTransformerEmbedd
 @pytest.fixture(scope="module")
 def searcher(model: SentenceTransformerEmbedder, tmp_path_factory: pytest.TempPathFactory) -> Searcher:
     root = build_index(TINY, tmp_path_factory.mktemp("real") / "index", model)
-    return Searcher(load(root, model_id=model.model_id), model)
+    return Searcher(RankingFeatures.from_index(load(root, model_id=model.model_id)), model)
 
 
 def test_the_bundled_model_gives_normalised_384_dimensional_vectors(model: SentenceTransformerEmbedder) -> None:
@@ -90,7 +90,7 @@ def test_without_a_place_for_the_onnx_export_torch_embeds_everything(tmp_path: P
 
 def collection(name: str, model: SentenceTransformerEmbedder, tmp_path_factory: pytest.TempPathFactory) -> Searcher:
     root = build_index(ROOT / "eval" / name / "corpus", tmp_path_factory.mktemp(name) / "index", model)
-    return Searcher(load(root, model_id=model.model_id), model)
+    return Searcher(RankingFeatures.from_index(load(root, model_id=model.model_id)), model)
 
 
 @pytest.fixture(scope="module")
@@ -161,6 +161,6 @@ def test_most_questions_about_other_collections_get_the_right_page_and_heading_f
     request: pytest.FixtureRequest, name: str, least: float
 ) -> None:
     searcher: Searcher = request.getfixturevalue(name)
-    benchmark = read_questions(ROOT / "eval" / name / "questions.jsonl", searcher.passages)
+    benchmark = read_questions(ROOT / "eval" / name / "questions.jsonl", searcher.features.passages)
     firsts = [searcher.search(q.text, k=1)[0].passage.id in q.relevant for q in benchmark.questions]
     assert sum(firsts) / len(firsts) >= least  # dense retrieval alone: 0.57 and 0.51 (README, Evaluation)

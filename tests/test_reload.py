@@ -21,8 +21,8 @@ from conftest import TINY, FakeEmbedder, build_index
 
 from procqa.api import create_app
 from procqa.index import CURRENT, current_version, rollback
-from procqa.reload import Watcher, watching
-from procqa.service import Service
+from procqa.serving.reload import Watcher, watching
+from procqa.serving.service import Service
 from procqa.settings import Settings
 
 TOKEN = "reload-test-token"
@@ -180,12 +180,12 @@ def test_new_versions_are_served_under_load_without_a_failed_request(
 
 def test_the_watcher_keeps_serving_when_current_names_a_missing_version(settings: Settings, root: Path) -> None:
     service = Service.open(settings, FakeEmbedder())
-    served = service.searcher().data.version
+    served = service.version
     (root / CURRENT).write_text("19700101T000000000000Z\n", encoding="utf-8")
 
     assert Watcher(service).check() is None
 
-    assert service.searcher().data.version == served
+    assert service.version == served
     assert service.last_error and "19700101T000000000000Z" in service.last_error
 
 
@@ -205,11 +205,11 @@ def test_sighup_reloads_at_once(settings: Settings, corpus: Path, root: Path, fa
         assert watcher is not None
         new_document(corpus, 0)
         build_index(corpus, root, fake_embedder)
-        assert service.searcher().data.version != current_version(root).name
+        assert service.version != current_version(root).name
 
         os.kill(os.getpid(), signal.SIGHUP)
 
-        wait_for(lambda: service.searcher().data.version == current_version(root).name)
+        wait_for(lambda: service.version == current_version(root).name)
     assert signal.getsignal(signal.SIGHUP) == before
 
 
@@ -233,7 +233,7 @@ def test_procqa_serve_reloads_a_new_build_by_itself(
 ) -> None:
     """In the main thread, as under `procqa serve`, the app polls CURRENT without being asked."""
     app = create_app(settings, embedder=fake_embedder)
-    monkeypatch.setattr("procqa.reload.POLL_SECONDS", 0.05)
+    monkeypatch.setattr("procqa.serving.reload.POLL_SECONDS", 0.05)
 
     async def run() -> None:
         async with app.router.lifespan_context(app):
@@ -241,7 +241,7 @@ def test_procqa_serve_reloads_a_new_build_by_itself(
             new_document(corpus, 1)
             build_index(corpus, root, fake_embedder)
             deadline = time.monotonic() + 10
-            while service.searcher().data.version != current_version(root).name:
+            while service.version != current_version(root).name:
                 assert time.monotonic() < deadline, "not reloaded"
                 await asyncio.sleep(0.02)
 

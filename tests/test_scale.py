@@ -12,10 +12,11 @@ import numpy as np
 import pytest
 from conftest import ROOT, FakeEmbedder
 
-from procqa import index as store
-from procqa.index import build, dense_index, index_type, load, nearest
+from procqa.index import dense as store
+from procqa.index import dense_index, index_type, load, nearest
 from procqa.ingest.chunking import chunk
 from procqa.ingest.corpus import read_corpus
+from procqa.ranking import build_index as build
 
 
 def clustered(count: int, *, centres: int, seed: int, dimension: int = 384) -> np.ndarray:

@@ -2,15 +2,15 @@
 
 from __future__ import annotations
 
+import json
 from dataclasses import fields
 from pathlib import Path
 
 import pytest
-from conftest import FakeEmbedder, build_index
+from conftest import FakeEmbedder, build_index, searcher_of
 
 from procqa.errors import QueryError
-from procqa.index import load
-from procqa.search import Searcher, Weights
+from procqa.ranking import RankingConfig, Searcher, Weights
 
 QUESTIONS = [
     "how long is recovery after a knee replacement",
@@ -24,7 +24,7 @@ QUESTIONS = [
 
 @pytest.fixture
 def searcher(tiny_index: Path, fake_embedder: FakeEmbedder) -> Searcher:
-    return Searcher(load(tiny_index), fake_embedder)
+    return searcher_of(tiny_index, fake_embedder)
 
 
 def ranking(searcher: Searcher, question: str, **filters: str) -> list[tuple[str, str]]:
@@ -64,9 +64,8 @@ def test_the_answer_offsets_point_into_the_passage_text(searcher: Searcher) -> N
 def test_scoring_candidates_only_gives_the_full_scan_ranking(
     tiny_index: Path, fake_embedder: FakeEmbedder, question: str
 ) -> None:
-    data = load(tiny_index)
-    full = Searcher(data, fake_embedder).search(question, k=3)
-    candidates = Searcher(data, fake_embedder, full_scan=0).search(question, k=3)
+    full = searcher_of(tiny_index, fake_embedder).search(question, k=3)
+    candidates = searcher_of(tiny_index, fake_embedder, RankingConfig(full_scan=0)).search(question, k=3)
     assert [(h.passage.id, round(h.score, 5)) for h in candidates] == [(h.passage.id, round(h.score, 5)) for h in full]
 
 
@@ -82,12 +81,35 @@ def test_a_word_only_one_procedure_holds_counts_for_all_its_passages(
     for name, text in pages.items():
         (corpus / f"{name}.md").write_text(text, encoding="utf-8")
     only_own_words = Weights(**{field.name: 0.0 for field in fields(Weights)} | {"own_word": 1.0})
-    searcher = Searcher(
-        load(build_index(corpus, tmp_path / "index", fake_embedder)), fake_embedder, weights=only_own_words
-    )
+    root = build_index(corpus, tmp_path / "index", fake_embedder)
+    searcher = searcher_of(root, fake_embedder, RankingConfig(weights=only_own_words))
     hits = searcher.search("is glucophage ok while pregnant", k=3)  # 'pregnant': both hold it
     assert sorted((h.passage.title, h.passage.section, h.score) for h in hits) == [
         ("Gliclazide", "Pregnancy", 0.0),
         ("Metformin", "Brand Names", 1.0),
         ("Metformin", "Pregnancy", 1.0),
     ]
+
+
+def test_a_filtered_search_over_more_than_20000_passages_returns_k_results(
+    tmp_path: Path, fake_embedder: FakeEmbedder
+) -> None:
+    # 2,000 procedures of 11 sections; only one in 50 has a Personnel section, which neither
+    # the query's words nor its best procedures would bring among the candidates
+    sections = ["Summary", "Purpose", "Indications", "Preparation", "Duration", "Setting", "Benefits", "Recovery"]
+    sections += ["Alternatives", "Patient Experience", "Risks and Complications"]
+    lines = []
+    for i in range(2_000):
+        named = [*sections[:-1], "Personnel"] if i % 50 == 0 else sections
+        body = [{"name": s, "text": f"Procedure {i} {s.lower()}: recovery takes weeks {i % 7}."} for s in named]
+        lines.append(json.dumps({"title": f"Procedure {i}", "code": str(10_000 + i), "sections": body}))
+    (tmp_path / "corpus").mkdir()
+    for start in range(0, len(lines), 500):
+        (tmp_path / "corpus" / f"{start}.jsonl").write_text("\n".join(lines[start : start + 500]) + "\n", "utf-8")
+    searcher = searcher_of(build_index(tmp_path / "corpus", tmp_path / "index", fake_embedder), fake_embedder)
+    assert len(searcher.features.passages) > searcher.config.full_scan
+
+    hits = searcher.search("how long is recovery", k=10, section="Personnel")
+
+    assert len(hits) == 10
+    assert {h.passage.section for h in hits} == {"Personnel"}

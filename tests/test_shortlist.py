@@ -2,17 +2,16 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import FakeEmbedder
+from conftest import FakeEmbedder, searcher_of
 from test_scale import clustered
 
-from procqa import search
-from procqa.index import load
-from procqa.search import Searcher
-from procqa.shortlist import Shortlist
+from procqa.ranking import RankingConfig
+from procqa.ranking.shortlist import Shortlist
 
 
 def brute_force(rows: np.ndarray, query: np.ndarray, k: int, bonus: np.ndarray, weight: float) -> set[int]:
@@ -46,15 +45,12 @@ def test_the_codes_stay_within_their_error_bound() -> None:
 
 @pytest.mark.parametrize("question", ["how long is recovery after a knee replacement", "CPT 45378 risks", "asthma"])
 def test_candidates_proposed_by_coded_summaries_rank_as_the_full_scan(
-    tiny_index: Path, fake_embedder: FakeEmbedder, monkeypatch: pytest.MonkeyPatch, question: str
+    tiny_index: Path, fake_embedder: FakeEmbedder, question: str
 ) -> None:
-    monkeypatch.setattr(search, "SHORTLIST_ABOVE", 0)
-    monkeypatch.setattr(search, "PROPOSALS", 2)
-    monkeypatch.setattr(search, "TOP_PROCEDURES", 2)
-    data = load(tiny_index)
-    full = Searcher(data, fake_embedder).search(question, k=3)
-    candidates = Searcher(data, fake_embedder, full_scan=0)
+    config = RankingConfig(shortlist_above=0, proposals=2, top_procedures=2)
+    full = searcher_of(tiny_index, fake_embedder, config).search(question, k=3)
+    candidates = searcher_of(tiny_index, fake_embedder, replace(config, full_scan=0))
 
-    assert candidates.shortlist is not None
+    assert candidates.features.shortlist is not None
     hits = candidates.search(question, k=3)
     assert [(h.passage.id, round(h.score, 5)) for h in hits] == [(h.passage.id, round(h.score, 5)) for h in full]

@@ -11,13 +11,11 @@ import numpy as np
 import pytest
 from conftest import TINY, FakeEmbedder, build_index
 
-from procqa import index as store
-from procqa import storage
-from procqa.errors import IndexCorruptError
-from procqa.index import current_version, load
-from procqa.matching import ProcedureMatcher
-from procqa.search import Searcher
-from procqa.storage import Rows, StoredPassages, WordBags
+from procqa.errors import IndexCorruptError, IndexMismatchError
+from procqa.index import IndexData, WordBags, current_version, load, reader, storage
+from procqa.index.storage import Rows, StoredPassages
+from procqa.ranking import RankingConfig, RankingFeatures, Searcher
+from procqa.ranking.matching import ProcedureMatcher
 
 QUESTIONS = [
     "how long is recovery after a knee replacement",
@@ -78,8 +76,8 @@ def root(tmp_path: Path, fake_embedder: FakeEmbedder) -> Path:
     return build_index(TINY, tmp_path / "index", fake_embedder)
 
 
-def on_disk(monkeypatch: pytest.MonkeyPatch, root: Path) -> store.IndexData:
-    monkeypatch.setattr(store, "IN_MEMORY_MAX", 0)
+def on_disk(monkeypatch: pytest.MonkeyPatch, root: Path) -> IndexData:
+    monkeypatch.setattr(reader, "IN_MEMORY_MAX", 0)
     return load(root)
 
 
@@ -106,8 +104,9 @@ def test_a_large_version_reads_passages_and_embeddings_from_disk(root: Path, mon
 def test_a_large_version_ranks_as_the_version_in_memory(
     root: Path, monkeypatch: pytest.MonkeyPatch, fake_embedder: FakeEmbedder, full_scan: int
 ) -> None:
-    memory = Searcher(load(root), fake_embedder, full_scan=full_scan)
-    disk = Searcher(on_disk(monkeypatch, root), fake_embedder, full_scan=full_scan)
+    config = RankingConfig(full_scan=full_scan)
+    memory = Searcher(RankingFeatures.from_index(load(root), config), fake_embedder)
+    disk = Searcher(RankingFeatures.from_index(on_disk(monkeypatch, root), config), fake_embedder)
 
     for question in QUESTIONS:
         assert ranking(disk, question) == ranking(memory, question)
@@ -116,37 +115,28 @@ def test_a_large_version_ranks_as_the_version_in_memory(
     assert disk.procedures == memory.procedures
 
 
-def test_a_version_written_before_columns_existed_loads_and_ranks_the_same(
-    root: Path, fake_embedder: FakeEmbedder
-) -> None:
-    current = Searcher(load(root), fake_embedder)
-    bags = [current.data.word_bags().bag(i) for i in range(5)]
+def test_a_version_of_an_older_format_is_refused_with_how_to_rebuild(root: Path) -> None:
     folder = current_version(root)
-    shutil.rmtree(folder / store.COLUMNS)
     manifest = json.loads((folder / "manifest.json").read_text("utf-8"))
-    manifest["files"] = {n: e["sha256"] for n, e in manifest["files"].items() if not n.startswith(store.COLUMNS)}
-    (folder / "manifest.json").write_text(json.dumps(manifest))
+    (folder / "manifest.json").write_text(json.dumps(manifest | {"format": 1}))
 
-    older = Searcher(load(root), fake_embedder)
-
-    for question in QUESTIONS:
-        assert ranking(older, question) == ranking(current, question)
-    assert [older.data.word_bags().bag(i) for i in range(5)] == bags
+    with pytest.raises(IndexMismatchError, match=r"index format 1, want 2: rebuild it with `procqa index --full`"):
+        load(root)
 
 
 def test_the_stored_word_bags_weigh_names_as_the_whole_text_does(root: Path, fake_embedder: FakeEmbedder) -> None:
     data = load(root)
-    searcher = Searcher(data, fake_embedder)
-    names = [[n for n in searcher.matcher.names if n.procedure == i] for i in range(len(data.procedures))]
-    texts = [" ".join(data.passages[i].text for i in p.passage_ids) for p in searcher.procedures]
+    features = RankingFeatures.from_index(data)
+    names = [[n for n in features.matcher.names if n.procedure == i] for i in range(len(data.procedures))]
+    texts = [" ".join(data.passages[i].text for i in p.passage_ids) for p in features.procedures]
 
     whole = ProcedureMatcher(
-        [[" ".join(n.words) for n in group] for group in names], [p["code"] for p in data.procedures], texts
+        [[" ".join(n.words) for n in group] for group in names], [p.code for p in data.procedures], texts
     )
 
-    assert searcher.matcher.idf == whole.idf
+    assert features.matcher.idf == whole.idf
     for question in QUESTIONS:
-        assert np.array_equal(searcher.matcher.scores(question), whole.scores(question))
+        assert np.array_equal(features.matcher.scores(question), whole.scores(question))
 
 
 def test_a_rebuild_reuses_the_word_bags_of_unchanged_procedures(tmp_path: Path, fake_embedder: FakeEmbedder) -> None:
@@ -161,7 +151,7 @@ def test_a_rebuild_reuses_the_word_bags_of_unchanged_procedures(tmp_path: Path, 
     fresh = load(tmp_path / "fresh").word_bags()
 
     assert [rebuilt.bag(i) for i in range(5)] == [fresh.bag(i) for i in range(5)]
-    assert "physiotherapist" in rebuilt.bag(next(i for i, p in enumerate(load(root).procedures) if "27447" in p["id"]))
+    assert "physiotherapist" in rebuilt.bag(next(i for i, p in enumerate(load(root).procedures) if "27447" in p.id))
 
 
 # Verification

@@ -6,11 +6,18 @@ import argparse
 import json
 import logging
 import sys
+import time
 from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
+from procqa.embedding import Embedder, make_embedder
 from procqa.errors import ProcqaError
 from procqa.settings import Settings, get_settings
+
+if TYPE_CHECKING:
+    from procqa.evaluation.baselines import CachingEmbedder
+    from procqa.evaluation.measures import Evaluation
 
 log = logging.getLogger("procqa")
 
@@ -33,11 +40,10 @@ def _progress(total: int, label: str):  # type: ignore[no-untyped-def]
     return bar, update
 
 
-def cmd_index(args: argparse.Namespace, settings: Settings) -> int:
-    from procqa.embedding import SentenceTransformerEmbedder
-    from procqa.index import build, rollback
-    from procqa.ingest.chunking import chunk
-    from procqa.ingest.corpus import read_corpus
+def cmd_index(args: argparse.Namespace, settings: Settings, embedder: Embedder | None) -> int:
+    from procqa.index import rollback
+    from procqa.ingest import chunk, read_corpus
+    from procqa.ranking import build_index
 
     root = Path(args.out or settings.index)
     if args.rollback:
@@ -49,13 +55,12 @@ def cmd_index(args: argparse.Namespace, settings: Settings) -> int:
     if not corpus.procedures:
         raise ProcqaError(f"no procedure could be read from {args.corpus or settings.corpus}: {corpus.why_empty()}")
     passages = chunk(corpus.procedures)
-    embedder = SentenceTransformerEmbedder.from_settings(settings)
     bar, update = _progress(len(passages), "embedding passages")
     with bar:
-        report = build(
+        report = build_index(
             corpus.procedures,
             passages,
-            embedder,
+            embedder or make_embedder(settings),
             root,
             full=args.full,
             batch_size=settings.batch_size,
@@ -72,24 +77,32 @@ def cmd_index(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
-def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
+def cmd_serve(args: argparse.Namespace, settings: Settings, embedder: Embedder | None) -> int:
     import uvicorn
 
     from procqa.api import create_app
+    from procqa.serving.process import tune_process
 
     updates = {k: v for k, v in {"index": args.index, "host": args.host, "port": args.port}.items() if v}
     settings = settings.model_copy(update=updates)
-    uvicorn.run(create_app(settings), host=settings.host, port=settings.port, log_level="info")
+    tune_process()
+    uvicorn.run(create_app(settings, embedder=embedder), host=settings.host, port=settings.port, log_level="info")
     return 0
 
 
-def cmd_search(args: argparse.Namespace, settings: Settings) -> int:
-    from procqa.service import Service
+def cmd_search(args: argparse.Namespace, settings: Settings, embedder: Embedder | None) -> int:
+    from procqa.api.schemas import PassagePublic
+    from procqa.serving import Service
+    from procqa.serving.process import tune_process
 
-    service = Service.open(settings.model_copy(update={"index": Path(args.index)}) if args.index else settings)
+    tune_process()
+    service = Service.open(
+        settings.model_copy(update={"index": Path(args.index)}) if args.index else settings, embedder
+    )
     hits = service.searcher().search(args.question, k=args.k, code=args.code, section=args.section)
     if args.json:
-        print(json.dumps([service.hit_record(h, rank) for rank, h in enumerate(hits, start=1)], indent=2))
+        records = [PassagePublic.from_hit(h, rank).model_dump(mode="json") for rank, h in enumerate(hits, start=1)]
+        print(json.dumps(records, indent=2))
         return 0
     for rank, hit in enumerate(hits, start=1):
         p = hit.passage
@@ -99,67 +112,79 @@ def cmd_search(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
-def cmd_eval(args: argparse.Namespace, settings: Settings) -> int:
-    import time
-
+def cmd_eval(args: argparse.Namespace, settings: Settings, embedder: Embedder | None) -> int:
     from threadpoolctl import threadpool_limits
 
-    from procqa.baselines import CachingEmbedder, Ranker, SearcherRanker, baseline_rankers
-    from procqa.benchmark import read_beir, read_questions
-    from procqa.embedding import SentenceTransformerEmbedder
-    from procqa.evaluation import evaluate, unjudged
-    from procqa.index import load
-    from procqa.report import side_by_side, write_reports
+    from procqa.evaluation.baselines import CachingEmbedder
 
     if args.k < 5:
         raise ProcqaError(f"--k is {args.k}; it must be at least 5, as hit@5 needs five results")
     started = time.perf_counter()
-    out = Path(args.out)
-    embedder = CachingEmbedder(SentenceTransformerEmbedder.from_settings(settings))
-    log.info("embedding with %s (dimension %d)", embedder.model_id, embedder.dimension)  # loads the model
+    caching = CachingEmbedder(embedder or make_embedder(settings))
+    log.info("embedding with %s (dimension %d)", caching.model_id, caching.dimension)  # loads the model
     # On two busy cores, spinning OpenMP and OpenBLAS workers made embedding 5x slower and
     # added 8-16 ms to sub-millisecond matrix products; one thread each keeps runs fast and
     # timings repeatable. Limits apply to libraries loaded by now, hence after the model.
     with threadpool_limits(limits=1):
-        procqa: SearcherRanker | None = None
-        if args.beir:
-            benchmark = read_beir(Path(args.beir))
-        else:
-            data = load(Path(args.index or settings.index), model_id=embedder.model_id)
-            benchmark = read_questions(Path(args.questions), data.passages)
-            procqa = SearcherRanker(data, embedder)
-        timings = {"load": time.perf_counter() - started}
+        evaluation, timings = _evaluate(args, settings, caching, started)
+    _report(evaluation, Path(args.out), timings)
+    return 0
 
-        mark = time.perf_counter()
-        bar, update = _progress(len(benchmark.passages), "embedding passages (cached)")
-        with bar:
-            rankers: list[Ranker] = baseline_rankers(benchmark.passages, embedder, cache=out / "cache", progress=update)
-        timings["embed_passages"] = time.perf_counter() - mark
 
-        mark = time.perf_counter()
-        queries = [q.text for q in benchmark.questions]
-        texts = procqa.requested(queries) if procqa else queries
-        bar, update = _progress(len(texts), "embedding questions")
-        with bar:
-            embedder.prime(texts, progress=update)
-        timings["embed_questions"] = time.perf_counter() - mark
-        if procqa:
-            rankers.append(procqa)
+def _evaluate(
+    args: argparse.Namespace, settings: Settings, embedder: CachingEmbedder, started: float
+) -> tuple[Evaluation, dict[str, float]]:
+    """Rank every question with the baselines and procqa; the evaluation and its timings."""
+    from procqa.evaluation.baselines import SearcherRanker, baseline_rankers
+    from procqa.evaluation.measures import Ranker, evaluate, unjudged
+    from procqa.evaluation.questions import read_beir, read_questions
+    from procqa.index import load
 
-        mark = time.perf_counter()
-        judged = len(benchmark.questions) - len(unjudged(benchmark.questions))
-        bar, update = _progress(judged * len(rankers), "evaluating")
-        with bar:
-            evaluation = evaluate(benchmark, rankers, k=args.k, progress=update)
-        timings["rank"] = time.perf_counter() - mark
+    procqa: SearcherRanker | None = None
+    if args.beir:
+        benchmark = read_beir(Path(args.beir))
+    else:
+        data = load(Path(args.index or settings.index), model_id=embedder.model_id)
+        benchmark = read_questions(Path(args.questions), data.passages)
+        procqa = SearcherRanker(data, embedder)
+    timings = {"load": time.perf_counter() - started}
+    mark = time.perf_counter()
+    bar, update = _progress(len(benchmark.passages), "embedding passages (cached)")
+    with bar:
+        cache = Path(args.out) / "cache"
+        rankers: list[Ranker] = baseline_rankers(benchmark.passages, embedder, cache=cache, progress=update)
+    timings["embed_passages"] = time.perf_counter() - mark
+    mark = time.perf_counter()
+    queries = [q.text for q in benchmark.questions]
+    texts = procqa.requested(queries) if procqa else queries
+    bar, update = _progress(len(texts), "embedding questions")
+    with bar:
+        embedder.prime(texts, progress=update)
+    timings["embed_questions"] = time.perf_counter() - mark
+    if procqa:
+        rankers.append(procqa)
+    mark = time.perf_counter()
+    judged = len(benchmark.questions) - len(unjudged(benchmark.questions))
+    bar, update = _progress(judged * len(rankers), "evaluating")
+    with bar:
+        evaluation = evaluate(benchmark, rankers, k=args.k, progress=update)
+    timings["rank"] = time.perf_counter() - mark
     timings["total"] = time.perf_counter() - started
-    paths = write_reports(evaluation, out, timings=timings, notes=["Math libraries ran on one thread each."])
+    return evaluation, timings
+
+
+def _report(evaluation: Evaluation, out: Path, timings: dict[str, float]) -> None:
+    from procqa.evaluation.report import side_by_side, write_reports
+    from procqa.ranking import RankingConfig
+
+    notes = ["Math libraries ran on one thread each."]
+    paths = write_reports(evaluation, out, timings=timings, notes=notes, config=RankingConfig().as_dict())
     print(side_by_side(evaluation))
+    systems = list(evaluation.outcomes)
     print(
-        f"\n{len(evaluation.outcomes[rankers[-1].name])} questions, {len(rankers)} systems in "
+        f"\n{len(evaluation.outcomes[systems[-1]])} questions, {len(systems)} systems in "
         f"{timings['total']:.1f}s; wrote {', '.join(str(p) for p in paths)}"
     )
-    return 0
 
 
 def parser() -> argparse.ArgumentParser:
@@ -195,11 +220,12 @@ def parser() -> argparse.ArgumentParser:
     return root
 
 
-def main(argv: Sequence[str] | None = None) -> int:
+def main(argv: Sequence[str] | None = None, *, embedder: Embedder | None = None) -> int:
+    """Run one command; `embedder` replaces the configured model (tests hand in a fake)."""
     args = parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     try:
-        return int(args.run(args, get_settings()))
+        return int(args.run(args, get_settings(), embedder))
     except ProcqaError as error:
         print(f"procqa: {error}", file=sys.stderr)
         return 1

@@ -79,3 +79,30 @@ class Hit:
     answer: str
     answer_start: int
     answer_end: int
+
+
+@dataclass(frozen=True)
+class ProcedureRecord:
+    """A procedure as an index stores it: who it is and its section names, not its text."""
+
+    id: str
+    title: str
+    code: str | None
+    code_system: str | None
+    name: str | None = None
+    aliases: tuple[str, ...] = ()
+    source: str = ""
+    sections: tuple[str, ...] = ()
+
+    @classmethod
+    def of(cls, procedure: Procedure) -> ProcedureRecord:
+        return cls(
+            id=procedure.id,
+            title=procedure.title,
+            code=procedure.code,
+            code_system=procedure.code_system,
+            name=procedure.name,
+            aliases=procedure.aliases,
+            source=procedure.source,
+            sections=tuple(s.name for s in procedure.sections),
+        )

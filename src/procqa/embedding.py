@@ -9,13 +9,14 @@ import logging
 import os
 import threading
 import warnings
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Sequence
 from functools import cached_property
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
 import numpy as np
+
+from procqa.files import replacing
 
 if TYPE_CHECKING:
     from procqa.settings import Settings
@@ -59,11 +60,6 @@ class SentenceTransformerEmbedder:
         # one model call at a time: torch already spreads each call over the cores, and
         # concurrent calls on a small machine only make every request wait longer
         self._lock = threading.Lock()
-
-    @classmethod
-    def from_settings(cls, settings: Settings) -> SentenceTransformerEmbedder:
-        onnx_folder = settings.cache / "onnx" if settings.onnx else None
-        return cls(settings.model_path, batch_size=settings.batch_size, onnx_folder=onnx_folder)
 
     @cached_property
     def model(self):  # type: ignore[no-untyped-def]
@@ -126,6 +122,13 @@ class SentenceTransformerEmbedder:
                 show_progress_bar=False,
             )
         return np.ascontiguousarray(vectors, dtype=np.float32)
+
+
+def make_embedder(settings: Settings) -> SentenceTransformerEmbedder:
+    """The real embedder as the settings configure it: the one place it is built. The CLI and
+    the app take an embedder as an optional argument, which is how tests hand in a fake."""
+    onnx_folder = settings.cache / "onnx" if settings.onnx else None
+    return SentenceTransformerEmbedder(settings.model_path, batch_size=settings.batch_size, onnx_folder=onnx_folder)
 
 
 def _file_sig(path: Path) -> bytes:
@@ -213,7 +216,7 @@ def export(model: Any, path: Path) -> None:
     meta = {"tokenizer": tokenizer.to_str(), "probes": PROBES, "vectors": vectors.tolist()}
     path.parent.mkdir(parents=True, exist_ok=True)
     axes = {name: {0: "texts", 1: "tokens"} for name in names}
-    with _replacing(path) as partial, torch.no_grad(), warnings.catch_warnings():
+    with replacing(path) as partial, torch.no_grad(), warnings.catch_warnings():
         warnings.simplefilter("ignore")  # the tracer's notes on code paths it fixes for these shapes
         torch.onnx.export(
             Pipeline().eval(),
@@ -225,16 +228,5 @@ def export(model: Any, path: Path) -> None:
             opset_version=17,
             dynamo=False,
         )
-    with _replacing(path.with_suffix(".json")) as partial:
+    with replacing(path.with_suffix(".json")) as partial:
         partial.write_text(json.dumps(meta), "utf-8")
-
-
-@contextmanager
-def _replacing(path: Path) -> Iterator[Path]:
-    """A temporary path beside `path` that replaces it when the block succeeds."""
-    partial = path.with_name(f".{path.name}.{os.getpid()}.partial")
-    try:
-        yield partial
-        os.replace(partial, path)
-    finally:
-        partial.unlink(missing_ok=True)

@@ -7,6 +7,8 @@ from typing import Any
 
 from pydantic import BaseModel, Field
 
+from procqa.documents import Hit
+
 EXAMPLE_REF = {
     "id": "cpt-22849",
     "title": "Reinsertion of spinal fixation device",
@@ -100,6 +102,23 @@ class PassagePublic(BaseModel):
     answer_end: int
     source: str = Field(examples=["corpus/cpt-22849-reinsertion-of-spinal-fixation-device.txt"])
     lines: tuple[int, int] = Field(description="First and last line of the section in `source`.")
+
+    @classmethod
+    def from_hit(cls, hit: Hit, rank: int) -> PassagePublic:
+        """A hit as the API shows it, at its rank."""
+        p = hit.passage
+        return cls(
+            rank=rank,
+            score=round(hit.score, 4),
+            procedure=ProcedureRef(id=p.procedure_id, title=p.title, code=p.code, code_system=p.code_system),
+            section=p.section,
+            text=p.text,
+            answer=hit.answer,
+            answer_start=hit.answer_start,
+            answer_end=hit.answer_end,
+            source=p.source,
+            lines=(p.line_start, p.line_end),
+        )
 
 
 class SearchResponse(BaseModel):

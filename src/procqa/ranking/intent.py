@@ -17,19 +17,18 @@ import numpy as np
 
 from procqa.documents import Procedure
 from procqa.ingest.sections import CANONICAL, known_heading, section_info
+from procqa.ranking.config import RankingConfig
 from procqa.text import stems
 
-NEIGHBOURS = 3
-TEMPERATURE = 0.05
-SMOOTHING = 0.3  # additive smoothing of SectionWords' word counts
 TEMPLATES = ("{}", "what are the {}", "tell me about the {}", "{} information", "what about {}")
-WRITTEN_EXAMPLES = 100  # answer units of a collection's own heading that serve as its examples
-MAX_HEADINGS = 40  # a collection's own headings with a section intent of their own
 
 
-def intent_texts(procedures: Iterable[Procedure] = ()) -> tuple[tuple[str, ...], tuple[str, ...]]:
-    """(label, text) pairs, as two tuples: the canonical sections, then the MAX_HEADINGS other
+def intent_texts(
+    procedures: Iterable[Procedure] = (), config: RankingConfig | None = None
+) -> tuple[tuple[str, ...], tuple[str, ...]]:
+    """(label, text) pairs, as two tuples: the canonical sections, then the `max_headings` other
     headings of the collection written most often."""
+    config = config or RankingConfig()
     written: dict[str, list[str]] = {}
     uses: Counter[str] = Counter()
     for section in (section for procedure in procedures for section in procedure.sections):
@@ -41,23 +40,24 @@ def intent_texts(procedures: Iterable[Procedure] = ()) -> tuple[tuple[str, ...],
             uses[section.name] += 1
     pairs: list[tuple[str, str]] = []
     for name, info in section_info().items():
-        pairs += _examples(name, (name, info.description, *info.aliases, *info.examples), written.get(name, []))
+        own = (name, info.description, *info.aliases, *info.examples)
+        pairs += _examples(name, own, written.get(name, []), config.written_examples)
     # A heading written once or twice says little about what questions it answers, and each
     # label modelled costs the intent regression a column at every load.
-    most = sorted(uses, key=lambda label: (-uses[label], label))[:MAX_HEADINGS]
+    most = sorted(uses, key=lambda label: (-uses[label], label))[: config.max_headings]
     for label in sorted(most):
         known = known_heading(label)
         own = (
             *(template.format(label.lower()) for template in TEMPLATES),
             *((known.description, *known.examples) if known else ()),
         )
-        pairs += _examples(label, own, written[label])
+        pairs += _examples(label, own, written[label], config.written_examples)
     return tuple(p[0] for p in pairs), tuple(p[1] for p in pairs)
 
 
-def _examples(label: str, own: Sequence[str], written: Sequence[str]) -> list[tuple[str, str]]:
+def _examples(label: str, own: Sequence[str], written: Sequence[str], most: int) -> list[tuple[str, str]]:
     """A label's distinct examples: its own, then an even spread of what is written under it."""
-    return [(label, text) for text in dict.fromkeys([*own, *spread(written, WRITTEN_EXAMPLES)])]
+    return [(label, text) for text in dict.fromkeys([*own, *spread(written, most)])]
 
 
 def spread(items: Sequence[str], n: int) -> list[str]:
@@ -74,9 +74,19 @@ class SectionIntent:
     embeddings when an index is loaded (0.2 s for the thirteen sections, about 1.5 s with 40
     headings of a collection's own)."""
 
-    def __init__(self, labels: tuple[str, ...], vectors: np.ndarray, *, scale: float = 10.0) -> None:
+    def __init__(
+        self,
+        labels: tuple[str, ...],
+        vectors: np.ndarray,
+        *,
+        scale: float = 10.0,
+        neighbours: int = 3,
+        temperature: float = 0.05,
+    ) -> None:
         self.names = tuple(dict.fromkeys(labels))
         self.scale = scale
+        self.count = neighbours
+        self.temperature = temperature
         position = {name: i for i, name in enumerate(self.names)}
         self.label_ids = np.array([position[label] for label in labels], dtype=np.int64)
         self.examples = np.asarray(vectors, dtype=np.float32)
@@ -87,17 +97,17 @@ class SectionIntent:
         return self.scale * (query @ self.weights) + self.bias
 
     def neighbours(self, query: np.ndarray) -> np.ndarray:
-        """Per label, the mean similarity of its NEIGHBOURS closest examples."""
+        """Per label, the mean similarity of its `neighbours` closest examples."""
         sims = self.examples @ query
         out = np.zeros(len(self.names), dtype=np.float32)
         for label in range(len(self.names)):
-            out[label] = np.sort(sims[self.label_ids == label])[-NEIGHBOURS:].mean()
+            out[label] = np.sort(sims[self.label_ids == label])[-self.count :].mean()
         return out
 
     def probabilities(self, query: np.ndarray) -> np.ndarray:
         """P(label | query), in `names` order: the regression averaged with nearest examples,
         which keeps a short question close to its obvious examples ('preparation')."""
-        return (_softmax(self.logits(query)) + _softmax(self.neighbours(query) / TEMPERATURE)) / 2
+        return (_softmax(self.logits(query)) + _softmax(self.neighbours(query) / self.temperature)) / 2
 
 
 class SectionWords:
@@ -107,7 +117,7 @@ class SectionWords:
     *prep*", "transfusion *reactions*") that a sentence embedding of two or three words blurs;
     counting which sections' examples use that word keeps it."""
 
-    def __init__(self, labels: tuple[str, ...], texts: tuple[str, ...], *, smoothing: float = SMOOTHING) -> None:
+    def __init__(self, labels: tuple[str, ...], texts: tuple[str, ...], *, smoothing: float = 0.3) -> None:
         self.names = tuple(dict.fromkeys(labels))
         position = {name: i for i, name in enumerate(self.names)}
         bags = zip(labels, stems(texts), strict=True)

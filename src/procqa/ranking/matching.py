@@ -18,6 +18,8 @@ import numpy as np
 from rapidfuzz import fuzz, process
 from scipy import sparse
 
+from procqa.text import CODE, STOPWORDS, WORD, code_key, words
+
 CUES = re.compile(
     r"\b(?:called|known as|call it|know it as|refer to it as|referred to as|describe it as|"
     r"shortened to|nicknamed|hear it called|abbreviated)\s+(?P<rest>[^.;:]+)",
@@ -29,16 +31,6 @@ STOPS = re.compile(
     re.I,
 )
 LEADING = re.compile(r"^(?:(?:a|an|the|simply|just|usually|often|also|getting|having|its|their|your|my)\s+)+", re.I)
-WORD = re.compile(r"[a-z0-9]+(?:'[a-z]+)?")
-CODE = re.compile(r"[A-Za-z0-9](?:[A-Za-z0-9.]*[A-Za-z0-9])?")  # a word that may be a code: 47562, E11.9, 0DTJ4ZZ
-STOPWORDS = frozenset(
-    "a an the of and or with for to in on at by from into is are be it its this that what how "
-    "do does did i my me you your can will should when why who where which was were after before "
-    "during about long much many".split()
-)
-MIN_RATIO = 80.0
-CLOSEST = 4.0
-EVIDENCE = 0.3  # a name's score: its share found in the query, and how much evidence that is
 # what a query naming a code may say of it: 'CPT code', 'ICD-10-CM', 'icd 10', 'diagnosis code'
 CODE_PHRASES = re.compile(
     r"\b(?:(?:diagnosis|diagnostic|procedure|billing|medical)\s+codes?|"
@@ -66,20 +58,11 @@ def everyday_names(summary: str) -> list[str]:
     return names
 
 
-def code_key(code: str) -> str:
-    """Codes compare without case or dots: 'e11.9', 'E119' and 'E11.9' are one code."""
-    return code.upper().replace(".", "").strip()
-
-
 def title_names(title: str) -> list[str]:
     """The title, the title without its parentheses, and what the parentheses hold."""
     inner = re.findall(r"\(([^)]+)\)", title)
     bare = re.sub(r"\s*\([^)]*\)", "", title).strip()
     return [title, bare, *inner]
-
-
-def words(text: str) -> list[str]:
-    return [w for w in WORD.findall(text.lower()) if w not in STOPWORDS]
 
 
 @dataclass(frozen=True)
@@ -92,10 +75,20 @@ class ProcedureMatcher:
     """Scores how strongly a query names each procedure, 0 (not at all) to 1 (by name or code)."""
 
     def __init__(
-        self, names: Sequence[Sequence[str]], codes: Sequence[str | None], texts: Sequence[str] | None = None
+        self,
+        names: Sequence[Sequence[str]],
+        codes: Sequence[str | None],
+        texts: Sequence[str] | None = None,
+        *,
+        min_ratio: float = 80.0,
+        closest: float = 4.0,
+        evidence: float = 0.3,
     ) -> None:
         """`names` and `codes` per procedure; `texts` (each procedure's whole text) weigh words by
-        how rare they are in the collection, so 'procedure' or 'surgery' in a name counts little."""
+        how rare they are in the collection, so 'procedure' or 'surgery' in a name counts little.
+        A misspelt word matches at `min_ratio` (0..100) and keeps the spellings within `closest`
+        of its best; `evidence` is the share of a name's score that counts how rare its found words are."""
+        self.min_ratio, self.closest, self.evidence = min_ratio, closest, evidence
         self.size = len(names)
         self.names = [Name(i, tuple(words(n))) for i, group in enumerate(names) for n in group if words(n)]
         bags = [set(words(t)) for t in texts] if texts is not None else [set() for _ in names]
@@ -137,12 +130,12 @@ class ProcedureMatcher:
                 continue
             if len(word) < 4:
                 continue
-            found = process.extract(word, self.vocabulary, scorer=fuzz.ratio, score_cutoff=MIN_RATIO, limit=5)
+            found = process.extract(word, self.vocabulary, scorer=fuzz.ratio, score_cutoff=self.min_ratio, limit=5)
             # a misspelt word means one word: keep only the closest spellings ('masectomy' is
             # mastectomy, not vasectomy)
             top = max((score for _, score, _ in found), default=0.0)
             for candidate, score, _ in found:
-                if score >= top - CLOSEST:
+                if score >= top - self.closest:
                     best[candidate] = max(best.get(candidate, 0.0), score / 100)
         return best
 
@@ -155,7 +148,7 @@ class ProcedureMatcher:
         named = {self.vocabulary[c] for c in np.unique(self.procedure_words[best].indices).tolist()}
         codes = {key for key in map(code_key, CODE.findall(query)) if key in self.codes}
         tokens = (CODE_PHRASES.sub(" ", query) if codes else query).split()
-        naming = [_names(token, named, codes) for token in tokens]
+        naming = [_names(token, named, codes, self.min_ratio) for token in tokens]
         # a small word between two naming words is part of the name: colonoscopy *with* biopsy
         joining = [
             0 < i < len(tokens) - 1 and naming[i - 1] and naming[i + 1] and token.lower() in STOPWORDS
@@ -175,7 +168,7 @@ class ProcedureMatcher:
         if not found.size:
             return out
         got = got[found]
-        score = (1 - EVIDENCE) * got / self.totals[found] + EVIDENCE * np.minimum(1.0, got / self.enough)
+        score = (1 - self.evidence) * got / self.totals[found] + self.evidence * np.minimum(1.0, got / self.enough)
         # names are numbered procedure by procedure: each procedure gets the best of its run
         procedures = self.name_procedure[found]
         starts = np.flatnonzero(np.diff(procedures, prepend=-1))
@@ -183,15 +176,15 @@ class ProcedureMatcher:
         return out
 
 
-def _names(token: str, named: set[str], codes: set[str]) -> bool:
+def _names(token: str, named: set[str], codes: set[str], min_ratio: float) -> bool:
     """Whether a query token is a code or a word of a recognised procedure's name."""
     if codes and code_key(token.strip(".,?!:;()")) in codes:
         return True
     bare = WORD.findall(token.lower())
-    return bool(bare) and all(_close(b, named) for b in bare)
+    return bool(bare) and all(_close(b, named, min_ratio) for b in bare)
 
 
-def _close(word: str, vocabulary: set[str]) -> bool:
+def _close(word: str, vocabulary: set[str], min_ratio: float) -> bool:
     if word in vocabulary:
         return True
-    return len(word) >= 4 and any(fuzz.ratio(word, v) >= MIN_RATIO for v in vocabulary)
+    return len(word) >= 4 and any(fuzz.ratio(word, v) >= min_ratio for v in vocabulary)

@@ -1,4 +1,5 @@
-"""Reading a version's large files without holding them in memory, and the digests that verify them.
+"""The folder of versions; reading a version's large files without holding them in memory;
+the digests that verify them.
 
 A million passages as Python objects take several GB and their embeddings several more, while a
 query reads a few hundred of each. So the passages are read from passages.jsonl a line at a time
@@ -11,16 +12,19 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import shutil
 import weakref
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import asdict, dataclass
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any, overload
 
 import numpy as np
 
 from procqa.documents import Passage
+from procqa.errors import IndexMissingError
+from procqa.files import write_atomic
 
 MAX_READ = 2**30  # bytes per pread; Linux returns at most about 2 GiB from one call
 HASH_BLOCK = 2**22
@@ -28,6 +32,8 @@ SAMPLED_ABOVE = 2**26  # binary arrays larger than this also get a digest of sam
 SAMPLED_SUFFIXES = (".npy", ".faiss")
 SAMPLE_BLOCKS = 64
 SAMPLE_BYTES = 2**16
+CURRENT = "CURRENT"
+REBUILD_HINT = "rebuild it with `procqa index --full`"
 
 
 def _open(path: Path, owner: object) -> int:
@@ -179,41 +185,6 @@ class StoredPassages(Sequence[Passage]):
     __hash__ = None  # type: ignore[assignment]
 
 
-@dataclass(frozen=True)
-class WordBags:
-    """Each procedure's distinct words, as word ids: procedure p has ids[offsets[p]:offsets[p + 1]]."""
-
-    vocabulary: tuple[str, ...]
-    ids: np.ndarray
-    offsets: np.ndarray
-
-    @classmethod
-    def of(cls, bags: Iterable[Iterable[str]]) -> WordBags:
-        numbers: dict[str, int] = {}
-        ids: list[int] = []
-        offsets = [0]
-        for bag in bags:
-            ids += [numbers.setdefault(word, len(numbers)) for word in sorted(bag)]
-            offsets.append(len(ids))
-        return cls(tuple(numbers), np.array(ids, dtype=np.int32), np.array(offsets, dtype=np.int64))
-
-    def bag(self, procedure: int) -> list[str]:
-        return [self.vocabulary[i] for i in self.ids[self.offsets[procedure] : self.offsets[procedure + 1]].tolist()]
-
-    def texts(self, keep: Iterable[str]) -> list[str]:
-        """Per procedure, its words that are in `keep`, joined by spaces."""
-        wanted = set(keep)
-        kept = np.array([word in wanted for word in self.vocabulary] + [False])
-        at = np.flatnonzero(kept[self.ids])
-        counts = np.diff(np.searchsorted(at, self.offsets)).tolist()
-        words = [self.vocabulary[i] for i in self.ids[at].tolist()]
-        out, at = [], 0
-        for count in counts:
-            out.append(" ".join(words[at : at + count]))
-            at += count
-        return out
-
-
 def line_offsets(path: Path) -> np.ndarray:
     """Byte offset of the start of each line and of the end of the file."""
     starts = [np.zeros(1, dtype=np.int64)]
@@ -281,6 +252,52 @@ def damaged(folder: Path, expected: dict[str, dict[str, Any]], *, thorough: bool
         if digest != expected[name]["sampled"]:
             bad.add(name)
     for name, digest in zip(hashed, _in_parallel(_sha256, [present[n] for n in hashed]), strict=True):
-        if digest != expected[name]["sha256"]:
+        if digest != expected[name].get("sha256"):
             bad.add(name)
     return sorted(bad)
+
+
+# The folder of versions
+
+
+def current_version(root: Path) -> Path:
+    """The version folder CURRENT points at; IndexMissingError when there is none."""
+    pointer = root / CURRENT
+    if not pointer.exists():
+        raise IndexMissingError(f"no index at {root}: run `procqa index --out {root}` first")
+    version = root / "versions" / pointer.read_text("utf-8").strip()
+    if not version.is_dir():
+        raise IndexMissingError(f"{pointer} names a missing version folder {version.name}: {REBUILD_HINT}")
+    return version
+
+
+def versions(root: Path) -> list[Path]:
+    """Complete version folders, oldest first."""
+    folder = root / "versions"
+    if not folder.is_dir():
+        return []
+    return sorted(p for p in folder.iterdir() if p.is_dir() and not p.name.startswith("."))
+
+
+def point(root: Path, version: str) -> None:
+    """Move CURRENT to a version in one atomic rename."""
+    write_atomic(root / CURRENT, version + "\n")
+
+
+def prune(root: Path, keep: int) -> None:
+    """Delete all but the newest `keep` versions, never the one being served."""
+    serving = current_version(root).name
+    for old in versions(root)[:-keep]:
+        if old.name != serving:
+            shutil.rmtree(old, ignore_errors=True)
+
+
+def rollback(root: Path) -> str:
+    """Point CURRENT at the version before it; returns that version's name."""
+    serving = current_version(root).name
+    names = [v.name for v in versions(root)]
+    older = [n for n in names if n < serving]
+    if not older:
+        raise IndexMissingError(f"no version older than {serving} to roll back to in {root}")
+    point(root, older[-1])
+    return older[-1]

@@ -14,6 +14,8 @@ from __future__ import annotations
 import faiss
 import numpy as np
 
+from procqa.arrays import top_k_rows
+
 SLACK = 1e-4  # float32 rounding in the products, far above its real size
 
 
@@ -53,13 +55,13 @@ class Shortlist:
         if count <= k:
             return np.arange(count)
         if weight <= 0 or proposals >= count:
-            return largest(bonus + weight * (self.rows @ query), k)
+            return top_k_rows(bonus + weight * (self.rows @ query), k)
         coded, near = self.coded(query, proposals)
         boosted = np.flatnonzero(bonus)
-        pool = np.union1d(near[near >= 0], boosted[largest(bonus[boosted], proposals)])
+        pool = np.union1d(near[near >= 0], boosted[top_k_rows(bonus[boosted], proposals)])
         scores = bonus[pool] + weight * (self.rows[pool] @ query)
         if scores.size <= k:
-            return largest(bonus + weight * (self.rows @ query), k)
+            return top_k_rows(bonus + weight * (self.rows @ query), k)
         # other rows with a bonus that could still overtake the k-th best, by Cauchy-Schwarz
         reach = weight * self.longest * float(np.linalg.norm(query))
         kth = float(np.partition(scores, -k)[-k])
@@ -67,15 +69,10 @@ class Shortlist:
         if more.size:
             pool = np.concatenate([pool, more])
             scores = np.concatenate([scores, bonus[more] + weight * (self.rows[more] @ query)])
-        best = largest(scores, k)
+        best = top_k_rows(scores, k)
         # a row outside the pool either has a bonus too small to matter or none, and then a
         # coded product at most the last proposal's
         ceiling = weight * (float(coded[-1]) + self.error(query))
         if scores[best].min() > ceiling:
             return pool[best]
-        return largest(bonus + weight * (self.rows @ query), k)
-
-
-def largest(values: np.ndarray, n: int) -> np.ndarray:
-    """Indices of the n largest values, in no particular order (all of them when fewer)."""
-    return np.argpartition(-values, n)[:n] if values.size > n else np.arange(values.size)
+        return top_k_rows(bonus + weight * (self.rows @ query), k)

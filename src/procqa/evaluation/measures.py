@@ -12,13 +12,13 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
+from typing import Protocol
 
 import numpy as np
 import pytrec_eval
 
-from procqa.baselines import Ranked, Ranker
-from procqa.benchmark import SPLITS, Benchmark, Question
 from procqa.documents import Passage
+from procqa.evaluation.questions import SPLITS, Benchmark, Question
 
 HIT1 = "hit@1"
 HIT5 = "hit@5"
@@ -31,6 +31,15 @@ ALL = "all"
 MIN_K = 5
 Progress = Callable[[int], None]
 Summary = dict[str, float | int | None]
+Ranked = list[tuple[int, float]]
+
+
+class Ranker(Protocol):
+    """Ranks the passages of one benchmark for a query: (passage id, score), best first."""
+
+    name: str
+
+    def rank(self, query: str, *, k: int) -> Ranked: ...
 
 
 def measure_names(k: int) -> tuple[str, ...]:

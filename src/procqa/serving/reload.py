@@ -18,7 +18,7 @@ from types import FrameType
 
 from procqa.errors import ProcqaError
 from procqa.index import CURRENT
-from procqa.service import Service
+from procqa.serving.service import Service
 
 logger = logging.getLogger(__name__)
 
@@ -50,13 +50,12 @@ class Watcher:
             named = pointer.read_text("utf-8").strip()
         except FileNotFoundError:
             return None
-        served = self.service.searcher().data.version if self.service.ready else None
+        served = self.service.version
         if named == served:
             return None
         try:
             version = self.service.reload()
-        except (ProcqaError, OSError) as error:
-            self.service.last_error = str(error)
+        except (ProcqaError, OSError) as error:  # the service keeps it as its last error
             logger.warning("index version %s not loaded, still serving %s: %s", named, served, error)
             return None
         logger.info("now serving index version %s (was %s)", version, served)

@@ -4,14 +4,12 @@ bar chart of hit@1 per section. Formatting is pure; `write_reports` alone touche
 from __future__ import annotations
 
 import json
-import os
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from procqa.benchmark import SPLITS
 from procqa.documents import Passage
-from procqa.evaluation import (
+from procqa.evaluation.measures import (
     ALL,
     HIT1,
     P50,
@@ -25,6 +23,8 @@ from procqa.evaluation import (
     measure_names,
     misses,
 )
+from procqa.evaluation.questions import SPLITS
+from procqa.files import write_atomic
 
 MARKDOWN = "eval.md"
 JSON = "eval.json"
@@ -111,8 +111,11 @@ def miss_record(outcome: Outcome, passages: Sequence[Passage]) -> dict[str, Any]
     }
 
 
-def record(evaluation: Evaluation, timings: Mapping[str, float]) -> dict[str, Any]:
-    """Every number of the evaluation and every miss, as JSON-ready data."""
+def record(
+    evaluation: Evaluation, timings: Mapping[str, float], config: Mapping[str, Any] | None = None
+) -> dict[str, Any]:
+    """Every number of the evaluation and every miss, as JSON-ready data, with the ranking
+    config the main system ran with."""
     bench = evaluation.benchmark
     passages = bench.passages
     return {
@@ -135,13 +138,19 @@ def record(evaluation: Evaluation, timings: Mapping[str, float]) -> dict[str, An
             for name, outcomes in evaluation.outcomes.items()
         },
         "timings_s": {name: round(value, 3) for name, value in timings.items()},
+        "ranking_config": dict(config or {}),
         "misses": {
             name: [miss_record(o, passages) for o in misses(outcomes)] for name, outcomes in evaluation.outcomes.items()
         },
     }
 
 
-def markdown(evaluation: Evaluation, timings: Mapping[str, float], notes: Sequence[str] = ()) -> str:
+def markdown(
+    evaluation: Evaluation,
+    timings: Mapping[str, float],
+    notes: Sequence[str] = (),
+    config: Mapping[str, Any] | None = None,
+) -> str:
     """The report: systems side by side, the main system by split, hit@1 by section and kind."""
     bench, k, main = evaluation.benchmark, evaluation.k, primary(evaluation)
     outcomes = evaluation.outcomes[main]
@@ -179,6 +188,8 @@ def markdown(evaluation: Evaluation, timings: Mapping[str, float], notes: Sequen
     phases = {name: {"seconds": value} for name, value in timings.items()}
     phases |= {f"rank with {name}": {"seconds": value} for name, value in evaluation.seconds.items()}
     parts += ["## Time", table(phases, ["seconds"], label="phase")]
+    if config:
+        parts += ["## Ranking config", "```json\n" + json.dumps(config, indent=1) + "\n```"]
     return "\n\n".join(parts) + "\n"
 
 
@@ -205,18 +216,17 @@ def chart(evaluation: Evaluation, path: Path) -> None:
     figure.savefig(path, dpi=120)
 
 
-def _write(path: Path, text: str) -> None:
-    tmp = path.with_name(f".{path.name}.{os.getpid()}")
-    tmp.write_text(text, encoding="utf-8")
-    os.replace(tmp, path)
-
-
 def write_reports(
-    evaluation: Evaluation, out: Path, *, timings: Mapping[str, float], notes: Sequence[str] = ()
+    evaluation: Evaluation,
+    out: Path,
+    *,
+    timings: Mapping[str, float],
+    notes: Sequence[str] = (),
+    config: Mapping[str, Any] | None = None,
 ) -> list[Path]:
     """Write eval.md, eval.json and the section chart into `out`; returns their paths."""
     out.mkdir(parents=True, exist_ok=True)
-    _write(out / MARKDOWN, markdown(evaluation, timings, notes))
-    _write(out / JSON, json.dumps(record(evaluation, timings), indent=2) + "\n")
+    write_atomic(out / MARKDOWN, markdown(evaluation, timings, notes, config))
+    write_atomic(out / JSON, json.dumps(record(evaluation, timings, config), indent=2) + "\n")
     chart(evaluation, out / CHART)
     return [out / MARKDOWN, out / JSON, out / CHART]

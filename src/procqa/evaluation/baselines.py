@@ -1,5 +1,5 @@
 """Rankers evaluated side by side: BM25 and dense retrieval over bare passage text, their
-reciprocal-rank fusion, and procqa's Searcher; and the embedding caches they share.
+reciprocal-rank fusion, and procqa's Searcher; and the embedding cache they share.
 
 The baselines see only `passage.text`, not the title and section procqa embeds with it, so
 the comparison shows what procqa adds over retrieving sections as they are written.
@@ -8,43 +8,28 @@ the comparison shows what procqa adds over retrieving sections as they are writt
 from __future__ import annotations
 
 import hashlib
-import os
 import re
-from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Protocol
 
 import numpy as np
 
+from procqa.arrays import ranked
 from procqa.documents import Passage
 from procqa.embedding import Embedder
+from procqa.evaluation.measures import Ranked, Ranker
+from procqa.files import replacing
 from procqa.index import IndexData
-from procqa.lexical import Lexical
-from procqa.search import Searcher
+from procqa.index.lexical import Lexical
+from procqa.ranking import RankingConfig, RankingFeatures, Searcher
 
-Ranked = list[tuple[int, float]]
 Progress = Callable[[int], None]
 RRF_CONSTANT = 60
 
 
-class Ranker(Protocol):
-    """Ranks the passages of one benchmark for a query: (passage id, score), best first."""
-
-    name: str
-
-    def rank(self, query: str, *, k: int) -> Ranked: ...
-
-
 def top_k(scores: np.ndarray, k: int, *, positive: bool = False) -> Ranked:
     """The k best (id, score) pairs, ties in id order; only scores above 0 when `positive`."""
-    candidates = np.flatnonzero(scores > 0) if positive else np.arange(scores.shape[0])
-    k = min(k, candidates.size)
-    if k == 0:
-        return []
-    best = candidates[np.argpartition(-scores[candidates], k - 1)[:k]]
-    best = best[np.lexsort((best, -scores[best]))]
-    return [(int(i), float(scores[i])) for i in best]
+    return ranked(scores, k, positive=positive)
 
 
 def reciprocal_rank_fusion(rankings: Sequence[Sequence[int]], *, k: int, constant: int = RRF_CONSTANT) -> Ranked:
@@ -64,7 +49,6 @@ class CachingEmbedder:
         self.embedder = embedder
         self.batch_size = batch_size
         self.vectors: dict[str, np.ndarray] = {}
-        self._recorded: list[str] | None = None
 
     @property
     def model_id(self) -> str:
@@ -75,13 +59,7 @@ class CachingEmbedder:
         return int(self.embedder.dimension)
 
     def embed(self, texts: Sequence[str]) -> np.ndarray:
-        unseen = [t for t in dict.fromkeys(texts) if t not in self.vectors]
-        if self._recorded is not None:
-            # A dry run only learns what would be embedded; it must not pay for it.
-            self._recorded += unseen
-            zeros = np.zeros(self.dimension, dtype=np.float32)
-            return np.stack([self.vectors.get(t, zeros) for t in texts] or [zeros])[: len(texts)]
-        self.prime(unseen)
+        self.prime(texts)
         zeros = np.zeros(self.dimension, dtype=np.float32)
         return np.stack([self.vectors[t] for t in texts] or [zeros])[: len(texts)]
 
@@ -94,16 +72,6 @@ class CachingEmbedder:
                 self.vectors[text] = np.asarray(row, dtype=np.float32)
             if progress:
                 progress(len(chunk))
-
-    @contextmanager
-    def recording(self) -> Iterator[list[str]]:
-        """Within the block, unseen texts get zero vectors and are listed instead of embedded."""
-        recorded: list[str] = []
-        self._recorded = recorded
-        try:
-            yield recorded
-        finally:
-            self._recorded = None
 
 
 def _slug(text: str) -> str:
@@ -130,9 +98,8 @@ def cached_vectors(
             progress(len(rows[-1]))
     vectors = np.concatenate(rows)
     folder.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.npy")
-    np.save(tmp, vectors)
-    os.replace(tmp, path)
+    with replacing(path) as partial, partial.open("wb") as handle:
+        np.save(handle, vectors)
     return vectors
 
 
@@ -180,21 +147,17 @@ class SearcherRanker:
 
     name = "procqa"
 
-    def __init__(self, data: IndexData, embedder: CachingEmbedder) -> None:
+    def __init__(self, data: IndexData, embedder: CachingEmbedder, *, config: RankingConfig | None = None) -> None:
         self.embedder = embedder
-        self.searcher = Searcher(data, embedder)
+        self.searcher = Searcher(RankingFeatures.from_index(data, config), embedder)
 
     def rank(self, query: str, *, k: int) -> Ranked:
         return [(hit.passage.id, hit.score) for hit in self.searcher.search(query, k=k)]
 
     def requested(self, queries: Sequence[str]) -> list[str]:
         """Every text the searcher embeds for these queries (the query, and the query less
-        its procedure name), found by a dry run that embeds nothing."""
-        with self.embedder.recording() as recorded:
-            for query in queries:
-                # Query understanding is the only step that embeds: 25x cheaper than a search.
-                self.searcher.understand(query)
-        return list(dict.fromkeys([*queries, *recorded]))
+        its procedure name), without embedding them."""
+        return list(dict.fromkeys([*queries, *(t for q in queries for t in self.searcher.query_texts(q))]))
 
 
 def baseline_rankers(

@@ -1,0 +1,25 @@
+"""Array helpers shared by ranking and evaluation."""
+
+from __future__ import annotations
+
+import numpy as np
+
+
+def top_k_rows(values: np.ndarray, n: int, *, positive: bool = False) -> np.ndarray:
+    """Indices of the n largest values, in no particular order (all of them when fewer); only
+    values above 0 when `positive`. BM25 is zero for most passages, so the positive ones are
+    picked first: a partition of all 1.3M scores took 10 ms a query."""
+    if not positive:
+        return np.argpartition(-values, n)[:n] if values.size > n else np.arange(values.size)
+    rows = np.flatnonzero(values > 0)
+    if rows.size <= n:
+        return rows
+    return rows[np.argpartition(-values[rows], n)[:n]]
+
+
+def ranked(values: np.ndarray, k: int, *, positive: bool = False) -> list[tuple[int, float]]:
+    """The k best (index, value) pairs, best first, ties in index order; only values above 0
+    when `positive`."""
+    best = top_k_rows(values, k, positive=positive)
+    best = best[np.lexsort((best, -values[best]))]
+    return [(int(i), float(values[i])) for i in best]

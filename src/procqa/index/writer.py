@@ -1,0 +1,339 @@
+"""Writing an index version: embed what changed, write plain files, verify, then switch."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import faiss
+import numpy as np
+
+from procqa import __version__
+from procqa.documents import Passage, Procedure, ProcedureRecord
+from procqa.embedding import Embedder
+from procqa.errors import IndexCorruptError, IndexMismatchError, IndexMissingError
+from procqa.index.columns import COLUMNS, KEY, Columns, WordBags, rows_of
+from procqa.index.dense import dense_index, index_type
+from procqa.index.lexical import Lexical
+from procqa.index.reader import FORMAT, IndexData, load, load_version
+from procqa.index.storage import digests, passage_record, point, prune
+from procqa.ingest.chunking import content_key
+from procqa.text import words
+
+BATCHES_PER_CALL = 32
+Progress = Callable[[int], None]
+
+
+@dataclass(frozen=True)
+class BuildReport:
+    """What a build did: counts of reused and newly embedded texts, and where it went."""
+
+    version: str
+    procedures: int
+    passages: int
+    added: int
+    changed: int
+    removed: int
+    reused: int
+    embedded: int
+    seconds: float
+    timings: dict[str, float] = field(default_factory=dict)  # seconds per stage
+
+
+def _files(folder: Path) -> list[str]:
+    files = sorted(p for p in folder.rglob("*") if p.is_file() and p.name != "manifest.json")
+    return [str(p.relative_to(folder)) for p in files]
+
+
+class _EmbeddingCache:
+    """Vectors by content key, kept as (array, row) so that reuse copies rows in bulk."""
+
+    def __init__(self) -> None:
+        self.arrays: list[np.ndarray] = []
+        self.where: dict[str, tuple[int, int]] = {}
+
+    def add(self, keys: Sequence[str], array: np.ndarray) -> None:
+        slot = len(self.arrays)
+        self.arrays.append(array)
+        for row, key in enumerate(keys):
+            self.where.setdefault(key, (slot, row))
+
+    def __contains__(self, key: object) -> bool:
+        return key in self.where
+
+    def gather(self, keys: Sequence[str], dimension: int) -> np.ndarray:
+        out = np.empty((len(keys), dimension), dtype=np.float32)
+        places = np.array([self.where[k] for k in keys], dtype=np.int64).reshape(-1, 2)
+        for slot, array in enumerate(self.arrays):
+            mine = np.flatnonzero(places[:, 0] == slot)
+            if mine.size:
+                out[mine] = array[places[mine, 1]]
+        return out
+
+
+def _previous(root: Path, model_id: str) -> IndexData | None:
+    """The serving version, whose embeddings and dense lists a build can reuse; None when
+    there is no usable one."""
+    try:
+        return load(root, model_id=model_id, verify=False)
+    except (IndexMissingError, IndexMismatchError, IndexCorruptError):
+        return None
+
+
+def _reusable(old: IndexData, model_id: str) -> _EmbeddingCache:
+    """Every embedding of a version by content key."""
+    cache = _EmbeddingCache()
+    cache.add(_strings(old.columns.keys), old.vectors)
+    cache.add(_strings(old.columns.unit_keys), old.units)
+    texts = old.manifest.get("intent_texts", [])
+    if len(texts) == len(old.intents):
+        cache.add([content_key(t, model_id) for t in texts], old.intents)
+    return cache
+
+
+def _strings(keys: np.ndarray) -> list[str]:
+    return np.asarray(keys).astype(str).tolist()
+
+
+def _embed_cached(
+    texts: Sequence[str],
+    keys: Sequence[str],
+    embedder: Embedder,
+    cache: _EmbeddingCache,
+    batch: int,
+    progress: Progress | None,
+) -> tuple[np.ndarray, int]:
+    """Embed only the texts whose key is not in the cache; returns vectors and count embedded."""
+    missing = sorted({k: i for i, k in enumerate(keys) if k not in cache}.values())
+    fresh: list[np.ndarray] = []
+    # An embedder that batches by itself (the model: it sorts a call's texts by length, so its
+    # batches pad little) gets many batches per call; one batch a call, in corpus order, made
+    # builds 2.7 times slower than model.encode. Others get a call per batch.
+    step = batch * BATCHES_PER_CALL if hasattr(embedder, "batch_size") else batch
+    for start in range(0, len(missing), step):
+        chunk = missing[start : start + step]
+        fresh.append(np.asarray(embedder.embed([texts[i] for i in chunk]), dtype=np.float32))
+        if progress:
+            progress(len(chunk))
+    if fresh:
+        cache.add([keys[i] for i in missing], np.concatenate(fresh))
+    return cache.gather(keys, embedder.dimension), len(missing)
+
+
+@dataclass(frozen=True)
+class IntentExamples:
+    """The example questions of section intent, by label: embedded with the passages and
+    stored, so that ranking fits its models without the model at load time."""
+
+    labels: tuple[str, ...] = ()
+    texts: tuple[str, ...] = ()
+
+
+@dataclass
+class _Embedded:
+    keys: list[str]
+    vectors: np.ndarray
+    unit_keys: list[str]
+    units: np.ndarray
+    intents: np.ndarray
+    embedded: int  # passages embedded anew
+    embedded_units: int
+
+
+def build(
+    procedures: Sequence[Procedure],
+    passages: Sequence[Passage],
+    embedder: Embedder,
+    root: Path,
+    *,
+    intents: IntentExamples = IntentExamples(),
+    extra: Mapping[str, Any] | None = None,
+    full: bool = False,
+    batch_size: int = 64,
+    keep: int = 3,
+    fingerprint: str = "",
+    progress: Progress | None = None,
+) -> BuildReport:
+    """Write a new index version and point CURRENT at it once it is complete and verified.
+    `intents` are embedded and stored with it; `extra` goes into its manifest as it is."""
+    started = time.perf_counter()
+    timings: dict[str, float] = {}
+
+    def lap(stage: str) -> None:
+        timings[stage] = time.perf_counter() - started - sum(timings.values())
+
+    root.mkdir(parents=True, exist_ok=True)
+    old = _previous(root, embedder.model_id)
+    before = _identities(old) if old else {}
+    lap("previous")
+    embedded = _embed(
+        passages,
+        intents,
+        embedder,
+        _reusable(old, embedder.model_id) if old and not full else None,
+        batch_size,
+        progress,
+    )
+    lap("embed")
+    version = datetime.now(UTC).strftime("%Y%m%dT%H%M%S%fZ")
+    tmp = root / "versions" / f".tmp-{version}-{os.getpid()}"
+    tmp.mkdir(parents=True)
+    try:
+        manifest = _write(tmp, procedures, passages, embedded, None if full else old, lap)
+        del old
+        manifest.update(
+            model=embedder.model_id,
+            dimension=int(embedder.dimension),
+            intent_labels=list(intents.labels),
+            intent_texts=list(intents.texts),
+            corpus_fingerprint=fingerprint,
+            **dict(extra or {}),
+        )
+        _seal(tmp, manifest)
+        # the checksums were just taken from these files; loading checks that they read back
+        load_version(tmp, model_id=embedder.model_id, dimension=embedder.dimension, verify=False)
+        tmp.rename(root / "versions" / version)
+        lap("check")
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    point(root, version)
+    prune(root, keep)
+    return _report(version, procedures, passages, embedded, before, time.perf_counter() - started, timings)
+
+
+def _embed(
+    passages: Sequence[Passage],
+    intents: IntentExamples,
+    embedder: Embedder,
+    cache: _EmbeddingCache | None,
+    batch_size: int,
+    progress: Progress | None,
+) -> _Embedded:
+    """Every vector the version holds, embedding only what `cache` lacks."""
+    cache = cache or _EmbeddingCache()
+    model_id = embedder.model_id
+    keys = [content_key(p.embed_text, model_id) for p in passages]
+    vectors, embedded = _embed_cached([p.embed_text for p in passages], keys, embedder, cache, batch_size, progress)
+    unit_texts = [u for p in passages for u in p.units]
+    unit_keys = [content_key(u, model_id) for u in unit_texts]
+    units, embedded_units = _embed_cached(unit_texts, unit_keys, embedder, cache, batch_size, None)
+    intent_keys = [content_key(t, model_id) for t in intents.texts]
+    vectors_of_intents, _ = _embed_cached(intents.texts, intent_keys, embedder, cache, batch_size, None)
+    return _Embedded(keys, vectors, unit_keys, units, vectors_of_intents, embedded, embedded_units)
+
+
+def _write(
+    tmp: Path,
+    procedures: Sequence[Procedure],
+    passages: Sequence[Passage],
+    embedded: _Embedded,
+    old: IndexData | None,
+    lap: Callable[[str], None],
+) -> dict[str, Any]:
+    """Write a version's files into `tmp`; returns the manifest's counts."""
+    offsets = np.cumsum([0] + [len(p.units) for p in passages]).astype(np.int64)
+    lines = [0]
+    with (tmp / "passages.jsonl").open("wb") as handle:
+        for passage, key, start in zip(passages, embedded.keys, offsets, strict=False):
+            line = (json.dumps(passage_record(passage, key, int(start))) + "\n").encode()
+            handle.write(line)
+            lines.append(lines[-1] + len(line))
+    records = [asdict(ProcedureRecord.of(p)) for p in procedures]
+    (tmp / "procedures.json").write_text(json.dumps(records))
+    np.save(tmp / "vectors.npy", embedded.vectors)
+    np.save(tmp / "units.npy", embedded.units)
+    np.save(tmp / "intents.npy", embedded.intents)
+    lap("write")
+    previous = (old.dense, _strings(old.columns.keys)) if old else None
+    dense = dense_index(embedded.vectors, keys=embedded.keys, previous=previous)
+    faiss.write_index(dense, str(tmp / "dense.faiss"))
+    lap("dense")
+    Lexical.build([p.embed_text for p in passages]).save(tmp / "lexical")
+    lap("lexical")
+    Columns(
+        **rows_of(passages, [p.id for p in procedures]),
+        line_offsets=np.array(lines, dtype=np.int64),
+        unit_offsets=offsets,
+        keys=np.array(embedded.keys, dtype=KEY).reshape(-1),
+        unit_keys=np.array(embedded.unit_keys, dtype=KEY).reshape(-1),
+        bags=_word_bags([p.id for p in procedures], passages, embedded.keys, old),
+    ).save(tmp / COLUMNS)
+    lap("columns")
+    return {
+        "format": FORMAT,
+        "procqa_version": __version__,
+        "procedures": len(procedures),
+        "passages": len(passages),
+        "units": len(embedded.unit_keys),
+        "index_type": index_type(dense),
+    }
+
+
+def _seal(tmp: Path, manifest: dict[str, Any]) -> None:
+    """Record when the version was built and every file's digest, in manifest.json."""
+    manifest.update(built_at=datetime.now(UTC).isoformat(timespec="seconds"), files=digests(tmp, _files(tmp)))
+    (tmp / "manifest.json").write_text(json.dumps(manifest, indent=2))
+
+
+def _report(
+    version: str,
+    procedures: Sequence[Procedure],
+    passages: Sequence[Passage],
+    embedded: _Embedded,
+    before: dict[tuple[str, str], str],
+    seconds: float,
+    timings: dict[str, float],
+) -> BuildReport:
+    after = {(p.procedure_id, p.section): k for p, k in zip(passages, embedded.keys, strict=True)}
+    return BuildReport(
+        version=version,
+        procedures=len(procedures),
+        passages=len(passages),
+        added=sum(1 for ident in after if ident not in before),
+        changed=sum(1 for ident, key in after.items() if ident in before and before[ident] != key),
+        removed=sum(1 for ident in before if ident not in after),
+        reused=len(passages) - embedded.embedded,
+        embedded=embedded.embedded + embedded.embedded_units,
+        seconds=seconds,
+        timings=timings,
+    )
+
+
+def _identities(data: IndexData) -> dict[tuple[str, str], str]:
+    """The content key of each (procedure id, section) of a version."""
+    columns = data.columns
+    ids = [data.procedures[i].id for i in columns.passage_procedure.tolist()]
+    sections = [columns.sections[i] for i in columns.passage_section.tolist()]
+    return dict(zip(zip(ids, sections, strict=True), _strings(columns.keys), strict=True))
+
+
+def _word_bags(
+    procedure_ids: Sequence[str], passages: Sequence[Passage], keys: Sequence[str], old: IndexData | None
+) -> WordBags:
+    """Each procedure's distinct words (as procqa.text.words finds them in its passages'
+    text); a procedure whose passages all kept their content keys keeps its old bag."""
+    texts: dict[str, list[str]] = {i: [] for i in procedure_ids}
+    signatures: dict[str, list[str]] = {i: [] for i in procedure_ids}
+    for passage, key in zip(passages, keys, strict=True):
+        texts[passage.procedure_id].append(passage.text)
+        signatures[passage.procedure_id].append(key)
+    reusable: dict[tuple[str, tuple[str, ...]], int] = {}
+    old_bags = old.word_bags() if old is not None else None
+    if old is not None:
+        old_signatures: dict[int, list[str]] = {}
+        for row, key in zip(old.columns.passage_procedure.tolist(), _strings(old.columns.keys), strict=True):
+            old_signatures.setdefault(row, []).append(key)
+        reusable = {(old.procedures[row].id, tuple(sig)): row for row, sig in old_signatures.items()}
+    bags = []
+    for ident in procedure_ids:
+        row = reusable.get((ident, tuple(signatures[ident])))
+        bags.append(old_bags.bag(row) if old_bags is not None and row is not None else words(" ".join(texts[ident])))
+    return WordBags.of(set(bag) for bag in bags)

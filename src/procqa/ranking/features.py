@@ -1,0 +1,165 @@
+"""What ranking derives from one index version, built once when the version is loaded.
+
+Procedures with their passage rows, the passage that stands for each procedure (its Summary,
+else its first), the section-intent models, the procedure matcher and the rows of each code
+and section, for filters. Pure: it reads the loaded version and writes nothing.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import faiss
+import numpy as np
+
+from procqa.documents import Passage, ProcedureRecord
+from procqa.index import IndexData, Lexical, Rows
+from procqa.ranking.config import RankingConfig
+from procqa.ranking.intent import SectionIntent, SectionWords
+from procqa.ranking.matching import ProcedureMatcher, everyday_names, title_names
+from procqa.ranking.shortlist import Shortlist
+from procqa.text import code_key, words
+
+
+@dataclass(frozen=True)
+class ProcedureInfo:
+    """A procedure and the rows of its passages."""
+
+    id: str
+    title: str
+    code: str | None
+    code_system: str | None
+    passage_ids: tuple[int, ...]
+
+
+@dataclass(frozen=True)
+class RankingFeatures:
+    """Everything a searcher reads of one index version."""
+
+    version: str
+    manifest: dict[str, Any]
+    config: RankingConfig
+    passages: Sequence[Passage]
+    vectors: np.ndarray | Rows
+    units: np.ndarray | Rows
+    unit_offsets: np.ndarray  # passage i has units unit_offsets[i]:unit_offsets[i + 1]
+    dense: faiss.Index
+    lexical: Lexical
+    procedures: tuple[ProcedureInfo, ...]
+    by_id: dict[str, ProcedureInfo]
+    passage_procedure: np.ndarray  # procedure row of each passage
+    identity: np.ndarray  # per procedure, the vector of the passage that introduces it
+    shortlist: Shortlist | None
+    intent: SectionIntent
+    section_words: SectionWords
+    sections: tuple[str, ...]  # every section name, sorted
+    passage_section: np.ndarray  # per passage, its section's position in intent.names (-1: none)
+    section_rows: dict[str, np.ndarray]  # rows of each section, ascending
+    code_rows: dict[str, np.ndarray]  # rows of each code (by code_key), ascending
+    most_passages: int  # the most passages one procedure has
+    unmodelled: float  # the intent share of a heading without a model of its own
+    matcher: ProcedureMatcher
+
+    @classmethod
+    def from_index(cls, data: IndexData, config: RankingConfig | None = None) -> RankingFeatures:
+        """The features of a loaded version (about 0.5 s on the shipped index: the intent models)."""
+        config = config or RankingConfig()
+        columns = data.columns
+        passage_procedure = np.asarray(columns.passage_procedure, dtype=np.int64)
+        grouped = _grouped(passage_procedure, len(data.procedures))
+        procedures = tuple(
+            ProcedureInfo(p.id, p.title, p.code, p.code_system, tuple(group))
+            for p, group in zip(data.procedures, grouped, strict=True)
+        )
+        section_of = np.asarray(columns.passage_section, dtype=np.int64)
+        introductions = _introductions(columns.sections, section_of, passage_procedure, grouped)
+        identity = np.asarray(data.vectors[introductions], dtype=np.float32)
+        intent = SectionIntent(
+            data.intent_labels,
+            data.intents,
+            scale=config.intent_scale,
+            neighbours=config.neighbours,
+            temperature=config.temperature,
+        )
+        position = {name: i for i, name in enumerate(intent.names)}
+        positions = np.array([position.get(name, -1) for name in columns.sections] + [-1], dtype=np.int64)
+        return cls(
+            version=data.version,
+            manifest=data.manifest,
+            config=config,
+            passages=data.passages,
+            vectors=data.vectors,
+            units=data.units,
+            unit_offsets=data.unit_offsets,
+            dense=data.dense,
+            lexical=data.lexical,
+            procedures=procedures,
+            by_id={p.id: p for p in procedures},
+            passage_procedure=passage_procedure,
+            identity=identity,
+            shortlist=Shortlist(identity) if len(identity) > config.shortlist_above else None,
+            intent=intent,
+            section_words=SectionWords(data.intent_labels, data.intent_texts, smoothing=config.smoothing),
+            sections=tuple(sorted(columns.sections)),
+            passage_section=positions[section_of],
+            section_rows={name: np.flatnonzero(section_of == i) for i, name in enumerate(columns.sections)},
+            code_rows=_code_rows(procedures),
+            most_passages=max((len(g) for g in grouped), default=0),
+            # a heading without an intent of its own (RankingConfig.max_headings) gets an even share
+            unmodelled=1 / max(len(intent.names), 1),
+            matcher=_matcher(data, introductions, config),
+        )
+
+
+def _grouped(passage_procedure: np.ndarray, count: int) -> list[list[int]]:
+    """Per procedure, its passage rows in order."""
+    by_procedure = np.argsort(passage_procedure, kind="stable")
+    bounds = np.searchsorted(passage_procedure[by_procedure], np.arange(count + 1)).tolist()
+    rows = by_procedure.tolist()
+    return [rows[start:end] for start, end in zip(bounds, bounds[1:], strict=False)]
+
+
+def _introductions(
+    sections: Sequence[str], passage_section: np.ndarray, passage_procedure: np.ndarray, grouped: list[list[int]]
+) -> np.ndarray:
+    """The passage that introduces each procedure: its Summary, else its first."""
+    introductions = np.array([group[0] for group in grouped], dtype=np.int64)
+    summary = sections.index("Summary") if "Summary" in sections else -1
+    by_procedure = np.argsort(passage_procedure, kind="stable")
+    summaries = by_procedure[passage_section[by_procedure] == summary]
+    with_summary, first = np.unique(passage_procedure[summaries], return_index=True)
+    introductions[with_summary] = summaries[first]
+    return introductions
+
+
+def _code_rows(procedures: Sequence[ProcedureInfo]) -> dict[str, np.ndarray]:
+    rows: dict[str, list[int]] = {}
+    for p in procedures:
+        if p.code:
+            rows.setdefault(code_key(p.code), []).extend(p.passage_ids)
+    return {key: np.array(sorted(found), dtype=np.int64) for key, found in rows.items()}
+
+
+def names_of(record: ProcedureRecord, introduction: str) -> list[str]:
+    """What a procedure is called: its title and what it holds, aliases, the everyday names its
+    introduction gives, and its 'Name of the Procedure'."""
+    names = [*title_names(record.title), *record.aliases, *everyday_names(introduction)]
+    return [*names, record.name] if record.name else names
+
+
+def _matcher(data: IndexData, introductions: np.ndarray, config: RankingConfig) -> ProcedureMatcher:
+    names = [names_of(p, data.passages[i].text) for p, i in zip(data.procedures, introductions.tolist(), strict=True)]
+    # The matcher weighs a name's words by how many procedures' text holds them; each
+    # procedure's stored distinct words that occur in some name count the same as its whole
+    # text, without reading every passage (tests/test_storage.py holds them equal).
+    in_names = {word for name in {name for group in names for name in group} for word in words(name)}
+    return ProcedureMatcher(
+        names,
+        [p.code for p in data.procedures],
+        data.word_bags().texts(in_names),
+        min_ratio=config.min_ratio,
+        closest=config.closest,
+        evidence=config.evidence,
+    )

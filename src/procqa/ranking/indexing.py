@@ -1,0 +1,30 @@
+"""Building an index of a collection with what ranking wants stored in it."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from procqa.documents import Passage, Procedure
+from procqa.embedding import Embedder
+from procqa.index import BuildReport, IntentExamples, build
+from procqa.ranking.config import RankingConfig
+from procqa.ranking.intent import intent_texts
+
+
+def build_index(
+    procedures: Sequence[Procedure],
+    passages: Sequence[Passage],
+    embedder: Embedder,
+    root: Path,
+    *,
+    config: RankingConfig | None = None,
+    **options: Any,
+) -> BuildReport:
+    """procqa.index.build, given the section-intent examples of these procedures; the ranking
+    config goes into the manifest. `options` are build's (full, batch_size, keep, ...)."""
+    config = config or RankingConfig()
+    labels, texts = intent_texts(procedures, config)
+    intents = IntentExamples(labels, texts)
+    return build(procedures, passages, embedder, root, intents=intents, extra={"ranking": config.as_dict()}, **options)
