@@ -29,9 +29,11 @@ browser-deps: ## headless Chromium and its driver for the browser test (Debian p
 test: $(STAMP) browser-deps ## run the whole test suite
 	$(BIN)/pytest -q
 
-lint: $(STAMP)
+lint: $(STAMP) ## ruff, ruff format, strict mypy and the layer contracts (import-linter)
 	$(BIN)/ruff check src tests scripts
 	$(BIN)/ruff format --check src tests scripts
+	$(BIN)/mypy
+	$(BIN)/lint-imports
 
 format: $(STAMP)
 	$(BIN)/ruff check --fix src tests scripts

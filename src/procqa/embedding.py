@@ -207,7 +207,8 @@ def export(model: Any, path: Path) -> None:
             self.model = model
 
         def forward(self, *inputs: torch.Tensor) -> torch.Tensor:
-            return self.model(dict(zip(names, inputs, strict=True)))["sentence_embedding"]
+            out: torch.Tensor = self.model(dict(zip(names, inputs, strict=True)))["sentence_embedding"]
+            return out
 
     tokenizer = Tokenizer.from_str(model.tokenizer.backend_tokenizer.to_str())
     tokenizer.enable_truncation(model.max_seq_length)

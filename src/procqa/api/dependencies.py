@@ -31,11 +31,13 @@ SEARCH_EXAMPLES: dict[str, Any] = {
 
 
 def app_settings(request: Request) -> Settings:
-    return request.app.state.settings
+    settings: Settings = request.app.state.settings
+    return settings
 
 
 def app_service(request: Request) -> Service:
-    return request.app.state.service
+    service: Service = request.app.state.service
+    return service
 
 
 SettingsDep = Annotated[Settings, Depends(app_settings)]

@@ -86,7 +86,7 @@ def cached_vectors(
     digest = hashlib.sha256("\x00".join(texts).encode("utf-8")).hexdigest()[:16]
     path = folder / f"dense-{_slug(embedder.model_id)}-{digest}.npy"
     if path.is_file():
-        vectors = np.load(path)
+        vectors: np.ndarray = np.load(path)
         if vectors.shape == (len(texts), embedder.dimension):
             if progress:
                 progress(len(texts))

@@ -41,10 +41,11 @@ class WordBags:
         """Per procedure, its words that are in `keep`, joined by spaces."""
         wanted = set(keep)
         kept = np.array([word in wanted for word in self.vocabulary] + [False])
-        at = np.flatnonzero(kept[self.ids])
-        counts = np.diff(np.searchsorted(at, self.offsets)).tolist()
-        words = [self.vocabulary[i] for i in self.ids[at].tolist()]
-        out, at = [], 0
+        found = np.flatnonzero(kept[self.ids])
+        counts = np.diff(np.searchsorted(found, self.offsets)).tolist()
+        words = [self.vocabulary[i] for i in self.ids[found].tolist()]
+        out: list[str] = []
+        at = 0
         for count in counts:
             out.append(" ".join(words[at : at + count]))
             at += count

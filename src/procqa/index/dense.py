@@ -7,6 +7,8 @@ from collections.abc import Sequence
 import faiss
 import numpy as np
 
+from procqa.index.storage import Rows
+
 FLAT_MAX = 50_000  # more passages than this get an approximate dense index (see dense_index)
 IVF_TRAIN_PER_LIST = 40  # k-means sample per inverted list; faiss warns below 39
 IVF_TRAIN_ITERATIONS = 10
@@ -30,9 +32,9 @@ def dense_index(
     are assigned to lists: a rebuild after a small change skips k-means and most assignment."""
     count, dimension = vectors.shape
     if count <= FLAT_MAX:
-        index = faiss.IndexFlatIP(dimension)
-        index.add(vectors)
-        return index
+        flat = faiss.IndexFlatIP(dimension)
+        flat.add(vectors)
+        return flat
     nlist = max(1, min(round(4 * count**0.5), count // IVF_TRAIN_PER_LIST))
     lists = np.full(count, -1, dtype=np.int64)
     old = _ivf(previous[0]) if previous else None
@@ -44,6 +46,7 @@ def dense_index(
         and old.nlist / 2 <= nlist <= old.nlist * 2
     ):
         lists = _old_lists(old, previous[1], keys)
+    index: faiss.IndexIVFScalarQuantizer
     if (lists >= 0).sum() * 2 < count or old is None:
         index = _trained_ivf(vectors, nlist)
         lists[:] = -1
@@ -95,6 +98,7 @@ def _old_lists(old: faiss.IndexIVFScalarQuantizer, old_keys: Sequence[str], keys
     """For each key, the list its vector was in, or -1 where it is new."""
     by_row = np.full(old.ntotal, -1, dtype=np.int64)
     invlists = old.invlists
+    assert invlists is not None
     for number in range(old.nlist):
         size = invlists.list_size(number)
         if size:
@@ -102,7 +106,7 @@ def _old_lists(old: faiss.IndexIVFScalarQuantizer, old_keys: Sequence[str], keys
             try:
                 by_row[faiss.rev_swig_ptr(ids, size).copy()] = number
             finally:
-                invlists.release_ids(number, ids)
+                invlists.release_ids(number, ids)  # type: ignore[attr-defined]  # missing from faiss's stubs
     row_of = {key: row for row, key in enumerate(old_keys)}
     return np.array([by_row[row_of[k]] if k in row_of else -1 for k in keys], dtype=np.int64)
 
@@ -113,7 +117,7 @@ def index_type(index: faiss.Index) -> str:
 
 
 def nearest(
-    index: faiss.Index, vectors: np.ndarray, queries: np.ndarray, k: int, *, allowed: np.ndarray | None = None
+    index: faiss.Index, vectors: np.ndarray | Rows, queries: np.ndarray, k: int, *, allowed: np.ndarray | None = None
 ) -> tuple[np.ndarray, np.ndarray]:
     """The k best rows for each query by exact inner product: the index proposes RERANK times
     k candidates where it is approximate, and `vectors` rescores them. Only rows in `allowed`
@@ -124,11 +128,12 @@ def nearest(
     if allowed is not None:
         selector = faiss.IDSelectorBatch(np.ascontiguousarray(allowed, dtype=np.int64))
         ivf = _ivf(index)
-        params = (
-            faiss.SearchParameters(sel=selector)
-            if ivf is None
-            else faiss.SearchParametersIVF(sel=selector, nprobe=ivf.nprobe)
-        )
+        if ivf is None:
+            params = faiss.SearchParameters()
+        else:
+            params = ivf_params = faiss.SearchParametersIVF()
+            ivf_params.nprobe = ivf.nprobe
+        params.sel = selector
     if flat:
         return index.search(queries, k, params=params)
     _, candidates = index.search(queries, k * RERANK, params=params)

@@ -85,7 +85,8 @@ class Rows:
             row = int(key) + len(self) if key < 0 else int(key)
             if not 0 <= row < len(self):
                 raise IndexError(f"row {key} of {len(self)}")
-            return self._read(row, row + 1)[0]
+            one: np.ndarray = self._read(row, row + 1)[0]
+            return one
         if isinstance(key, slice):
             start, stop, step = key.indices(len(self))
             if step == 1:
@@ -102,7 +103,7 @@ class Rows:
     def _read(self, start: int, stop: int) -> np.ndarray:
         out = np.empty((stop - start, self.shape[1]), dtype=self.dtype)
         if stop > start:
-            _pread_into(self._fd, memoryview(out).cast("B"), self.offset + start * self.row_bytes)
+            _pread_into(self._fd, out.data.cast("B"), self.offset + start * self.row_bytes)
         return out
 
     def _take(self, rows: np.ndarray) -> np.ndarray:
@@ -111,7 +112,7 @@ class Rows:
         out = np.empty((wanted.size, self.shape[1]), dtype=self.dtype)
         if not out.size:
             return out
-        view = memoryview(out).cast("B")
+        view = out.data.cast("B")
         breaks = np.flatnonzero(np.diff(wanted) != 1) + 1  # one read per run of consecutive rows
         firsts, ends = np.append(0, breaks), np.append(breaks, wanted.size)
         size, fd, preadv = self.row_bytes, self._fd, os.preadv

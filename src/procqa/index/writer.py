@@ -23,7 +23,7 @@ from procqa.index.columns import COLUMNS, KEY, Columns, WordBags, rows_of
 from procqa.index.dense import dense_index, index_type
 from procqa.index.lexical import Lexical
 from procqa.index.reader import FORMAT, IndexData, load, load_version
-from procqa.index.storage import digests, passage_record, point, prune
+from procqa.index.storage import Rows, digests, passage_record, point, prune
 from procqa.ingest.chunking import content_key
 from procqa.text import words
 
@@ -56,10 +56,10 @@ class _EmbeddingCache:
     """Vectors by content key, kept as (array, row) so that reuse copies rows in bulk."""
 
     def __init__(self) -> None:
-        self.arrays: list[np.ndarray] = []
+        self.arrays: list[np.ndarray | Rows] = []
         self.where: dict[str, tuple[int, int]] = {}
 
-    def add(self, keys: Sequence[str], array: np.ndarray) -> None:
+    def add(self, keys: Sequence[str], array: np.ndarray | Rows) -> None:
         slot = len(self.arrays)
         self.arrays.append(array)
         for row, key in enumerate(keys):
@@ -99,7 +99,8 @@ def _reusable(old: IndexData, model_id: str) -> _EmbeddingCache:
 
 
 def _strings(keys: np.ndarray) -> list[str]:
-    return np.asarray(keys).astype(str).tolist()
+    strings: list[str] = np.asarray(keys).astype(str).tolist()
+    return strings
 
 
 def _embed_cached(

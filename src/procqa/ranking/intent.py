@@ -94,7 +94,8 @@ class SectionIntent:
         self.weights, self.bias = _fit(self.examples, targets, scale)
 
     def logits(self, query: np.ndarray) -> np.ndarray:
-        return self.scale * (query @ self.weights) + self.bias
+        logits: np.ndarray = self.scale * (query @ self.weights) + self.bias
+        return logits
 
     def neighbours(self, query: np.ndarray) -> np.ndarray:
         """Per label, the mean similarity of its `neighbours` closest examples."""
@@ -107,7 +108,8 @@ class SectionIntent:
     def probabilities(self, query: np.ndarray) -> np.ndarray:
         """P(label | query), in `names` order: the regression averaged with nearest examples,
         which keeps a short question close to its obvious examples ('preparation')."""
-        return (_softmax(self.logits(query)) + _softmax(self.neighbours(query) / self.temperature)) / 2
+        both: np.ndarray = _softmax(self.logits(query)) + _softmax(self.neighbours(query) / self.temperature)
+        return both / 2
 
 
 class SectionWords:
@@ -139,7 +141,8 @@ class SectionWords:
 
 def _softmax(logits: np.ndarray) -> np.ndarray:
     weights = np.exp(logits - logits.max())
-    return weights / weights.sum()
+    shares: np.ndarray = weights / weights.sum()
+    return shares
 
 
 def _fit(

@@ -144,7 +144,7 @@ class Searcher:
         probabilities = (1 - whole) * f.intent.probabilities(query.rest) + whole * f.intent.probabilities(query.vector)
         by_words = f.section_words.probabilities(query.residual)
         sections = f.passage_section[rows]
-        return (
+        fused: np.ndarray = (
             w.dense * (np.asarray(f.vectors[rows], dtype=np.float32) @ query.rest)
             + w.identity * (f.identity[procedures] @ query.vector)
             + w.lexical * lexical
@@ -155,6 +155,7 @@ class Searcher:
             + w.section_words * np.where(sections >= 0, by_words[sections], f.unmodelled)
             + w.unit * self._best_units(rows, query.rest)
         )
+        return fused
 
     def _owned_words(self, query: str) -> np.ndarray:
         """Per procedure, 1 where a word of the query is found in its text and no other

@@ -74,5 +74,6 @@ class Shortlist:
         # coded product at most the last proposal's
         ceiling = weight * (float(coded[-1]) + self.error(query))
         if scores[best].min() > ceiling:
-            return pool[best]
+            chosen: np.ndarray = pool[best]
+            return chosen
         return top_k_rows(bonus + weight * (self.rows @ query), k)
