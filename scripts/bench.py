@@ -45,7 +45,6 @@ timed too, to show it. Results: a Markdown table on stdout and JSON in reports/b
 from __future__ import annotations
 
 import argparse
-import functools
 import gc
 import hashlib
 import json
@@ -58,6 +57,7 @@ import sys
 import threading
 import time
 from collections.abc import Callable, Sequence
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -68,7 +68,7 @@ sys.path.insert(0, str(ROOT / "scripts"))
 
 from make_synthetic_corpus import read_source, write_corpus  # noqa: E402
 
-from procqa.ranking.searcher import Searcher  # noqa: E402
+from procqa.ranking import RankingConfig, RankingFeatures, Searcher  # noqa: E402
 from procqa.settings import Settings  # noqa: E402
 
 DIMENSION = 384
@@ -159,9 +159,9 @@ class QueryModel:
     """The real model for queries, answering to the random index's model id."""
 
     def __init__(self, model_id: str) -> None:
-        from procqa.embedding import SentenceTransformerEmbedder
+        from procqa.embedding import make_embedder
 
-        self.inner = SentenceTransformerEmbedder.from_settings(Settings())
+        self.inner = make_embedder(Settings())
         self.model_id = model_id
         self.dimension = DIMENSION
         self.seconds = 0.0
@@ -176,10 +176,11 @@ class QueryModel:
 
 # `shipped` scores every passage up to search.FULL_SCAN; `candidates` always scores only the
 # candidate union (dense top-N, BM25 top-N, the best procedures' passages), as above that size.
-SEARCHERS: dict[str, Callable[..., Searcher]] = {
-    "shipped": Searcher,
-    "candidates": functools.partial(Searcher, full_scan=0),
-}
+CONFIGS = {"shipped": RankingConfig(), "candidates": RankingConfig(full_scan=0)}
+
+
+def searcher_of(name: str, data: Any, embedder: Any) -> Searcher:
+    return Searcher(RankingFeatures.from_index(data, CONFIGS[name]), embedder)
 
 
 # Measurements
@@ -267,7 +268,8 @@ def dense_recall(data: Any, embedder: QueryModel, queries: Sequence[str]) -> dic
     """recall@10 of index.nearest (the dense index, rescored) against an exact scan, for the
     queries' vectors; and the share of the exact top 10 among the searcher's dense candidates."""
     from procqa.index import index_type, nearest
-    from procqa.ranking.searcher import DENSE_CANDIDATES
+
+    DENSE_CANDIDATES = RankingConfig().dense_candidates  # noqa: N806
 
     vectors = embedder.inner.embed(list(queries))
     exact = exact_top(data.vectors, vectors, 10)
@@ -288,15 +290,11 @@ def ranking_recall(searcher: Searcher, queries: Sequence[str]) -> dict[str, Any]
     candidates only), how far below the exact top 10's scores its own fall (near zero when
     the passages it misses tie with those it finds, as copies of one sample passage under
     many synthetic titles do), and the seconds a query takes when every passage is scored."""
-    scanning = searcher.full_scan
+    scanning = Searcher(searcher.features, searcher.embedder, config=replace(searcher.config, full_scan=sys.maxsize))
     exact = []
     started = time.perf_counter()
-    try:
-        searcher.full_scan = sys.maxsize
-        for query in queries:
-            exact.append(searcher.search(query, k=10))
-    finally:
-        searcher.full_scan = scanning
+    for query in queries:
+        exact.append(scanning.search(query, k=10))
     seconds = (time.perf_counter() - started) / len(queries)
     found = [searcher.search(query, k=10) for query in queries]
     ids = [[[h.passage.id for h in hits] for hits in side] for side in (found, exact)]
@@ -333,7 +331,7 @@ def in_process(
     rankings: dict[str, list[list[int]]] = {}
     for name in names:
         started = time.perf_counter()
-        searcher = SEARCHERS[name](data, embedder)
+        searcher = searcher_of(name, data, embedder)
         construct = time.perf_counter() - started
         time_searches(searcher, queries[:5])
         embedder.seconds = 0.0
@@ -344,7 +342,7 @@ def in_process(
             "model_share": round(embedder.seconds / sum(seconds), 3),
             "model_ms_per_query": round(embedder.seconds / len(seconds) * 1000, 2),
         }
-        if name == names[-1] and recall_queries and len(data.passages) > searcher.full_scan:
+        if name == names[-1] and recall_queries and len(data.passages) > searcher.config.full_scan:
             out["ranking_recall"] = ranking_recall(searcher, queries[:recall_queries])
         del searcher
         gc.collect()
@@ -496,10 +494,11 @@ def bare_encode(texts: Sequence[str]) -> float:
 
 
 def bench_corpus(label: str, corpus: Path, work: Path, args: argparse.Namespace) -> dict[str, Any]:
-    from procqa.embedding import SentenceTransformerEmbedder
-    from procqa.index import build, load
+    from procqa.embedding import make_embedder
+    from procqa.index import load
     from procqa.ingest.chunking import chunk
     from procqa.ingest.corpus import read_corpus
+    from procqa.ranking import build_index as build
     from procqa.ranking.intent import intent_texts
 
     started = time.perf_counter()
@@ -509,7 +508,7 @@ def bench_corpus(label: str, corpus: Path, work: Path, args: argparse.Namespace)
     count = len(loaded.procedures)
     real = count <= args.random_vectors_above
     if real:
-        embedder: Any = SentenceTransformerEmbedder.from_settings(Settings())
+        embedder: Any = make_embedder(Settings())
     else:
         embedder = RandomEmbedder() if args.vectors == "uniform" else SampleDerivedEmbedder(ROOT / "index")
     if real:
@@ -633,17 +632,17 @@ def run_server(args: argparse.Namespace) -> int:
     """The server half: create_app under uvicorn in the main thread, as `procqa serve` runs it."""
     import uvicorn
 
-    import procqa.serving.service
     from procqa.api import create_app
+    from procqa.serving.process import tune_process
     from procqa.settings import Settings
 
-    procqa.serving.service.Searcher = SEARCHERS[args.searcher]  # type: ignore[assignment,misc]
-    if args.default_threads:
-        procqa.serving.service.limit_blas_threads = lambda: None  # type: ignore[assignment]
+    if not args.default_threads:
+        tune_process()
     settings = Settings(index=Path(args.serve), _env_file=None)
     embedder = QueryModel(args.model_id)
     embedder.embed(["warm up"])
-    uvicorn.run(create_app(settings, embedder=embedder), host="127.0.0.1", port=args.port, log_level="warning")
+    app = create_app(settings, embedder=embedder, config=CONFIGS[args.searcher])
+    uvicorn.run(app, host="127.0.0.1", port=args.port, log_level="warning")
     return 0
 
 
@@ -676,10 +675,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.serve:
         return run_server(args)
 
-    from procqa.embedding import SentenceTransformerEmbedder
-    from procqa.serving.service import limit_blas_threads
+    from procqa.embedding import make_embedder
+    from procqa.serving.process import limit_blas_threads
 
-    SentenceTransformerEmbedder.from_settings(Settings()).embed(["load the model before limiting its threads"])
+    make_embedder(Settings()).embed(["load the model before limiting its threads"])
     limit_blas_threads()  # as the service does
     rows: list[dict[str, Any]] = []
     jobs: list[tuple[str, Callable[[Path], None]]] = []

@@ -21,6 +21,7 @@ from procqa.api.pages import STATIC, pages
 from procqa.api.routes import router
 from procqa.embedding import Embedder, make_embedder
 from procqa.errors import ProcqaError
+from procqa.ranking import RankingConfig
 from procqa.serving import INDEX_ERRORS, Service
 from procqa.serving.reload import watching
 from procqa.settings import Settings
@@ -47,23 +48,23 @@ def index_facts(app: FastAPI) -> IndexFacts | None:
     )
 
 
-def open_service(settings: Settings, embedder: Embedder | None) -> Service:
+def open_service(settings: Settings, embedder: Embedder | None, config: RankingConfig | None = None) -> Service:
     """The service on the configured index, or one serving nothing that remembers why."""
     embedder = embedder or make_embedder(settings)
     try:
-        return Service.open(settings, embedder)
+        return Service.open(settings, embedder, config=config)
     except INDEX_ERRORS as error:
         logger.warning("serving no index: %s", error)
         return Service.serving_nothing(settings, embedder, str(error))
 
 
-def create_app(settings: Settings, *, embedder: Embedder | None = None) -> FastAPI:
+def create_app(settings: Settings, *, embedder: Embedder | None = None, config: RankingConfig | None = None) -> FastAPI:
     """The procqa HTTP app; the index is opened when the app starts, not here."""
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         with json_logs() if settings.log_json else nullcontext():
-            app.state.service = open_service(settings, embedder)
+            app.state.service = open_service(settings, embedder, config)
             with watching(app.state.service):  # polls CURRENT and reloads on SIGHUP under `procqa serve`
                 yield
 
