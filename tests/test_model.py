@@ -18,7 +18,7 @@ from procqa.evaluation.questions import read_questions
 from procqa.index import load
 from procqa.ingest.corpus import read_corpus
 from procqa.ranking import RankingFeatures, Searcher
-from procqa.ranking.intent import intent_texts
+from procqa.ranking.intent import index_examples
 from procqa.settings import Settings
 
 pytestmark = pytest.mark.slow
@@ -153,7 +153,7 @@ def test_the_shipped_index_was_built_from_the_shipped_corpus(model: SentenceTran
     data = load(Path(ROOT / "index"), model_id=model.model_id)
     assert data.manifest["procedures"] == len(list((ROOT / "corpus").glob("*.txt")))
     # the index stores its section-intent examples: after editing data/*.json, run `procqa index`
-    assert (data.intent_labels, data.intent_texts) == intent_texts(read_corpus(ROOT / "corpus").procedures)
+    assert (data.intent_labels, data.intent_texts) == index_examples(read_corpus(ROOT / "corpus").procedures)
 
 
 @pytest.mark.parametrize(("name", "least"), [("conditions", 0.8), ("medicines", 0.7)])

@@ -297,6 +297,27 @@ def test_a_question_typed_and_entered_shows_answer_cards(browser: Chrome, live_u
 
 
 @pytest.mark.browser
+def test_a_question_the_collection_does_not_cover_shows_a_banner_over_grey_cards(
+    browser: Chrome, live_url: str
+) -> None:
+    open_search_page(browser, live_url)
+
+    find(browser, "#q").send_keys("CPT 31231 risks", Keys.ENTER)
+
+    cards(browser)
+    banner = find(browser, "#coverage")
+    assert banner.is_displayed()
+    assert banner.text == "No page has the code 31231. Closest pages:"
+    assert "uncovered" in find(browser, "#results").get_attribute("class")
+    assert find(browser, ".card .confidence").text.endswith("% confident")
+
+    find(browser, "#q").clear()
+    find(browser, "#q").send_keys(QUESTION, Keys.ENTER)
+    WebDriverWait(browser, 15).until(lambda d: not d.find_element(By.CSS_SELECTOR, "#coverage").is_displayed())
+    assert "uncovered" not in find(browser, "#results").get_attribute("class")
+
+
+@pytest.mark.browser
 def test_the_search_page_works_by_keyboard_alone(browser: Chrome, live_url: str) -> None:
     open_search_page(browser, live_url)
 

@@ -99,15 +99,18 @@ def cmd_search(args: argparse.Namespace, settings: Settings, embedder: Embedder 
     service = Service.open(
         settings.model_copy(update={"index": Path(args.index)}) if args.index else settings, embedder
     )
-    hits = service.searcher().search(args.question, k=args.k, code=args.code, section=args.section)
+    found = service.searcher().answer(args.question, k=args.k, code=args.code, section=args.section)
+    verdict, ranked = found.verdict, list(enumerate(zip(found.hits, found.verdict.confidences, strict=True), start=1))
     if args.json:
-        records = [PassagePublic.from_hit(h, rank).model_dump(mode="json") for rank, h in enumerate(hits, start=1)]
-        print(json.dumps(records, indent=2))
+        records = [PassagePublic.from_hit(h, rank, c).model_dump(mode="json") for rank, (h, c) in ranked]
+        print(json.dumps({"covered": verdict.covered, "reason": verdict.reason, "results": records}, indent=2))
         return 0
-    for rank, hit in enumerate(hits, start=1):
+    if not verdict.covered:
+        print(f"Not covered: {verdict.reason}. Closest pages:")
+    for rank, (hit, confidence) in ranked:
         p = hit.passage
         code = f"{p.code_system} {p.code}" if p.code else "no code"
-        print(f"{rank:>2}. {hit.score:.3f}  {p.title} ({code}) / {p.section}")
+        print(f"{rank:>2}. {confidence:.0%}  {p.title} ({code}) / {p.section}")
         print(f"    {hit.answer}")
     return 0
 
@@ -173,6 +176,30 @@ def _evaluate(
     return evaluation, timings
 
 
+def cmd_calibrate(args: argparse.Namespace, settings: Settings, embedder: Embedder | None) -> int:
+    from procqa.evaluation.calibration import fit, leave_one_out
+    from procqa.evaluation.collections import observe_collection, read_collections, searcher_of
+    from procqa.evaluation.coverage_report import markdown, write_calibration, write_coverage_report
+    from procqa.evaluation.questions import DEV
+
+    embedder = embedder or make_embedder(settings)
+    out = Path(args.out)
+    observations = []
+    for collection in read_collections(Path(args.collections)):
+        searcher = searcher_of(collection, out / collection.name / "index", embedder, max_bytes=settings.max_file_bytes)
+        found = observe_collection(collection, searcher)
+        log.info("%s: %d questions observed", collection.name, len(found))
+        observations += found
+    results = leave_one_out(observations)
+    paths = write_coverage_report(out, results)
+    print(markdown(results).split("\n## ")[0])
+    if args.write:
+        write_calibration(Path(args.write), fit([o for o in observations if o.split == DEV]))
+        paths.append(Path(args.write))
+    print(f"wrote {', '.join(str(p) for p in paths)}")
+    return 0
+
+
 def _report(evaluation: Evaluation, out: Path, timings: dict[str, float]) -> None:
     from procqa.evaluation.report import side_by_side, write_reports
     from procqa.ranking import RankingConfig
@@ -217,6 +244,13 @@ def parser() -> argparse.ArgumentParser:
     evaluation.add_argument("--k", type=int, default=10, help="ranking depth for MRR and nDCG (default 10)")
     evaluation.add_argument("--out", default="reports", help="report folder (default: reports)")
     evaluation.set_defaults(run=cmd_eval)
+    calibrate = sub.add_parser(
+        "calibrate", help="fit and measure coverage and confidence, leaving each collection out in turn"
+    )
+    calibrate.add_argument("--collections", default="eval/collections.json", help="the collections to fit on")
+    calibrate.add_argument("--out", default="reports/calibration", help="report and index folder")
+    calibrate.add_argument("--write", help="also fit on every collection's tuning part and write the models here")
+    calibrate.set_defaults(run=cmd_calibrate)
     return root
 
 

@@ -46,10 +46,16 @@ MANIFEST_OMIT = frozenset({"files", "intent_texts", "intent_labels"})
 def answer(searcher: Searcher, request: SearchRequest) -> SearchResponse:
     """Run a checked search and time it."""
     started = time.perf_counter()
-    hits = searcher.search(request.query, k=request.k, code=request.code, section=request.section)
+    found = searcher.answer(request.query, k=request.k, code=request.code, section=request.section)
     took_ms = round((time.perf_counter() - started) * 1000, 1)
-    results = [PassagePublic.from_hit(hit, rank) for rank, hit in enumerate(hits, 1)]
-    return SearchResponse(query=request.query, took_ms=took_ms, results=results)
+    verdict = found.verdict
+    results = [
+        PassagePublic.from_hit(hit, rank, confidence)
+        for rank, (hit, confidence) in enumerate(zip(found.hits, verdict.confidences, strict=True), 1)
+    ]
+    return SearchResponse(
+        query=request.query, took_ms=took_ms, covered=verdict.covered, reason=verdict.reason, results=results
+    )
 
 
 def _section(passage: Passage) -> SectionPublic:

@@ -27,10 +27,13 @@ EXAMPLES: dict[str, Any] = {
     "search": {
         "query": "How long is recovery after spinal fixation device reinsertion?",
         "took_ms": 12.4,
+        "covered": True,
+        "reason": None,
         "results": [
             {
                 "rank": 1,
                 "score": 4.9093,
+                "confidence": 0.93,
                 "procedure": EXAMPLE_REF,
                 "section": "Recovery",
                 "text": EXAMPLE_RECOVERY,
@@ -93,7 +96,13 @@ class PassagePublic(BaseModel):
     """One ranked passage, its best answering unit, and where it comes from."""
 
     rank: int
-    score: float
+    score: float = Field(description="The fused ranking score: comparable within one response only.")
+    confidence: float = Field(
+        ge=0.0,
+        le=1.0,
+        description="Calibrated probability that this passage answers the question, measured on "
+        "collections the model was not fitted on.",
+    )
     procedure: ProcedureRef
     section: str = Field(examples=["Recovery"])
     text: str
@@ -104,12 +113,13 @@ class PassagePublic(BaseModel):
     lines: tuple[int, int] = Field(description="First and last line of the section in `source`.")
 
     @classmethod
-    def from_hit(cls, hit: Hit, rank: int) -> PassagePublic:
-        """A hit as the API shows it, at its rank."""
+    def from_hit(cls, hit: Hit, rank: int, confidence: float) -> PassagePublic:
+        """A hit as the API shows it, at its rank, with its confidence."""
         p = hit.passage
         return cls(
             rank=rank,
             score=round(hit.score, 4),
+            confidence=confidence,
             procedure=ProcedureRef(id=p.procedure_id, title=p.title, code=p.code, code_system=p.code_system),
             section=p.section,
             text=p.text,
@@ -124,6 +134,14 @@ class PassagePublic(BaseModel):
 class SearchResponse(BaseModel):
     query: str
     took_ms: float
+    covered: bool = Field(
+        description="Whether some page of this collection answers the question. When false, `results` "
+        "are the closest pages, to show under a clear notice."
+    )
+    reason: str | None = Field(
+        description="Why the question is not covered (null when it is).",
+        examples=["no page about lasik here", "the question is outside this collection"],
+    )
     results: list[PassagePublic]
 
 

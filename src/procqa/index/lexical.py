@@ -52,6 +52,20 @@ class Lexical:
                 held.append(np.asarray(indices[start:end], dtype=np.int64))
         return held
 
+    def postings(self, stem: str) -> np.ndarray | None:
+        """The passages (ascending) that hold a stemmed word; None for a word none holds."""
+        word = self.retriever.vocab_dict.get(stem)
+        if word is None:
+            return None
+        postings = self.retriever.scores
+        start, end = int(postings["indptr"][word]), int(postings["indptr"][word + 1])
+        return np.sort(np.asarray(postings["indices"][start:end], dtype=np.int64))
+
+    @property
+    def vocabulary(self) -> list[str]:
+        """Every stemmed word some passage holds."""
+        return list(self.retriever.vocab_dict)
+
     @property
     def size(self) -> int:
         return int(self.retriever.scores["num_docs"])

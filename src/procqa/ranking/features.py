@@ -7,6 +7,7 @@ and section, for filters. Pure: it reads the loaded version and writes nothing.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -17,10 +18,13 @@ import numpy as np
 from procqa.documents import Passage, ProcedureRecord
 from procqa.index import IndexData, Lexical, Rows
 from procqa.ranking.config import RankingConfig
-from procqa.ranking.intent import SectionIntent, SectionWords
+from procqa.ranking.coverage import Vocabulary
+from procqa.ranking.intent import OUTSIDE, SectionIntent, SectionWords
 from procqa.ranking.matching import ProcedureMatcher, everyday_names, title_names
 from procqa.ranking.shortlist import Shortlist
 from procqa.text import code_key, words
+
+NAMES = re.compile(r"\bnames?\b", re.I)
 
 
 @dataclass(frozen=True)
@@ -61,6 +65,9 @@ class RankingFeatures:
     most_passages: int  # the most passages one procedure has
     unmodelled: float  # the intent share of a heading without a model of its own
     matcher: ProcedureMatcher
+    outside: np.ndarray  # vectors of questions pages like these rarely answer
+    outside_kinds: tuple[str, ...]  # the kind of each
+    vocabulary: Vocabulary  # what coverage knows of the collection's words and names
 
     @classmethod
     def from_index(cls, data: IndexData, config: RankingConfig | None = None) -> RankingFeatures:
@@ -76,13 +83,18 @@ class RankingFeatures:
         section_of = np.asarray(columns.passage_section, dtype=np.int64)
         introductions = _introductions(columns.sections, section_of, passage_procedure, grouped)
         identity = np.asarray(data.vectors[introductions], dtype=np.float32)
+        outside = np.array([label.startswith(OUTSIDE) for label in data.intent_labels], dtype=bool)
+        labels = tuple(label for label, out in zip(data.intent_labels, outside, strict=True) if not out)
+        texts = tuple(text for text, out in zip(data.intent_texts, outside, strict=True) if not out)
+        examples = np.asarray(data.intents, dtype=np.float32)
         intent = SectionIntent(
-            data.intent_labels,
-            data.intents,
+            labels,
+            examples[~outside],
             scale=config.intent_scale,
             neighbours=config.neighbours,
             temperature=config.temperature,
         )
+        matcher = _matcher(data, introductions, config)
         position = {name: i for i, name in enumerate(intent.names)}
         positions = np.array([position.get(name, -1) for name in columns.sections] + [-1], dtype=np.int64)
         return cls(
@@ -101,7 +113,7 @@ class RankingFeatures:
             identity=identity,
             shortlist=Shortlist(identity) if len(identity) > config.shortlist_above else None,
             intent=intent,
-            section_words=SectionWords(data.intent_labels, data.intent_texts, smoothing=config.smoothing),
+            section_words=SectionWords(labels, texts, smoothing=config.smoothing),
             sections=tuple(sorted(columns.sections)),
             passage_section=positions[section_of],
             section_rows={name: np.flatnonzero(section_of == i) for i, name in enumerate(columns.sections)},
@@ -109,7 +121,19 @@ class RankingFeatures:
             most_passages=max((len(g) for g in grouped), default=0),
             # a heading without an intent of its own (RankingConfig.max_headings) gets an even share
             unmodelled=1 / max(len(intent.names), 1),
-            matcher=_matcher(data, introductions, config),
+            matcher=matcher,
+            outside=examples[outside],
+            outside_kinds=tuple(
+                label.removeprefix(OUTSIDE) for label in data.intent_labels if label.startswith(OUTSIDE)
+            ),
+            vocabulary=Vocabulary(
+                matcher,
+                data.lexical,
+                passage_procedure,
+                _naming_rows(columns.sections, section_of, introductions),
+                texts,
+                [p.code for p in data.procedures],
+            ),
         )
 
 
@@ -132,6 +156,13 @@ def _introductions(
     with_summary, first = np.unique(passage_procedure[summaries], return_index=True)
     introductions[with_summary] = summaries[first]
     return introductions
+
+
+def _naming_rows(sections: Sequence[str], passage_section: np.ndarray, introductions: np.ndarray) -> np.ndarray:
+    """The passages that say what a procedure is called, ascending: each introduction, and any
+    section about names ("Brand Names", "Other Names")."""
+    about_names = np.array([bool(NAMES.search(name)) for name in sections] + [False])
+    return np.union1d(introductions, np.flatnonzero(about_names[passage_section]))
 
 
 def _code_rows(procedures: Sequence[ProcedureInfo]) -> dict[str, np.ndarray]:

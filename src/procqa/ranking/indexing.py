@@ -10,7 +10,7 @@ from procqa.documents import Passage, Procedure
 from procqa.embedding import Embedder
 from procqa.index import BuildReport, IntentExamples, build
 from procqa.ranking.config import RankingConfig
-from procqa.ranking.intent import intent_texts
+from procqa.ranking.intent import index_examples
 
 
 def build_index(
@@ -25,6 +25,6 @@ def build_index(
     """procqa.index.build, given the section-intent examples of these procedures; the ranking
     config goes into the manifest. `options` are build's (full, batch_size, keep, ...)."""
     config = config or RankingConfig()
-    labels, texts = intent_texts(procedures, config)
+    labels, texts = index_examples(procedures, config)
     intents = IntentExamples(labels, texts)
     return build(procedures, passages, embedder, root, intents=intents, extra={"ranking": config.as_dict()}, **options)

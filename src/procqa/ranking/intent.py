@@ -10,8 +10,10 @@ naive Bayes over their stemmed words.
 
 from __future__ import annotations
 
+import json
 from collections import Counter
 from collections.abc import Iterable, Sequence
+from importlib import resources
 
 import numpy as np
 
@@ -21,6 +23,10 @@ from procqa.ranking.config import RankingConfig
 from procqa.text import stems
 
 TEMPLATES = ("{}", "what are the {}", "tell me about the {}", "{} information", "what about {}")
+# Questions pages like these rarely answer (cost, parking, which doctor), from data/outside.json,
+# are stored with the intent examples under this prefix: coverage compares a question with
+# them, section intent leaves them out.
+OUTSIDE = "outside: "
 
 
 def intent_texts(
@@ -53,6 +59,22 @@ def intent_texts(
         )
         pairs += _examples(label, own, written[label], config.written_examples)
     return tuple(p[0] for p in pairs), tuple(p[1] for p in pairs)
+
+
+def outside_texts() -> tuple[tuple[str, ...], tuple[str, ...]]:
+    """(label, text) pairs of the questions pages rarely answer, labels prefixed by OUTSIDE."""
+    raw = json.loads(resources.files("procqa").joinpath("data/outside.json").read_text("utf-8"))
+    pairs = [(f"{OUTSIDE}{kind}", text) for kind, entry in raw.items() for text in entry["examples"]]
+    return tuple(p[0] for p in pairs), tuple(p[1] for p in pairs)
+
+
+def index_examples(
+    procedures: Iterable[Procedure] = (), config: RankingConfig | None = None
+) -> tuple[tuple[str, ...], tuple[str, ...]]:
+    """What an index stores to embed: the intent examples, then the questions pages rarely answer."""
+    labels, texts = intent_texts(procedures, config)
+    outside_labels, outside = outside_texts()
+    return labels + outside_labels, texts + outside
 
 
 def _examples(label: str, own: Sequence[str], written: Sequence[str], most: int) -> list[tuple[str, str]]:

@@ -25,12 +25,14 @@ from procqa.embedding import Embedder
 from procqa.errors import NotFoundError, QueryError
 from procqa.index import nearest
 from procqa.ranking.config import RankingConfig
+from procqa.ranking.coverage import Calibration, Evidence, Verdict, judge
 from procqa.ranking.features import ProcedureInfo, RankingFeatures
 from procqa.text import code_key
 
 # A query's model call runs in the background while BM25 scores every passage, and the dense
 # index searches while the procedures are shortlisted: each side releases the GIL for most of
 # its time, so on two cores a query over 100k procedures takes 27 ms rather than 40.
+MARGIN = 5.0  # the score margin of a question whose results are all of one procedure
 _BACKGROUND = ThreadPoolExecutor(max_workers=8, thread_name_prefix="procqa-search")
 
 
@@ -48,9 +50,17 @@ class Query:
 class Searcher:
     """Ranks passages of one index version for queries; its features are built apart, once."""
 
-    def __init__(self, features: RankingFeatures, embedder: Embedder, *, config: RankingConfig | None = None) -> None:
+    def __init__(
+        self,
+        features: RankingFeatures,
+        embedder: Embedder,
+        *,
+        config: RankingConfig | None = None,
+        calibration: Calibration | None = None,
+    ) -> None:
         self.features = features
         self.embedder = embedder
+        self.calibration = calibration  # None: the bundled one, read when first needed
         self.config = config or features.config
         self.weights = self.config.weights
 
@@ -129,8 +139,14 @@ class Searcher:
             return top_k_rows(named + w.identity * (f.identity @ query.vector), c.top_procedures)
         return f.shortlist.top(query.vector, c.top_procedures, bonus=named, weight=w.identity, proposals=c.proposals)
 
-    def scores(self, query: Query, rows: np.ndarray, bm25: np.ndarray) -> np.ndarray:
-        """The fused score of each passage row for the query."""
+    def intent(self, query: Query) -> np.ndarray:
+        """P(section | query) over the intent's names: mostly read from the query less its
+        procedure's name, a share from the whole query."""
+        f, whole = self.features, self.config.whole_query_intent
+        return (1 - whole) * f.intent.probabilities(query.rest) + whole * f.intent.probabilities(query.vector)
+
+    def scores(self, query: Query, rows: np.ndarray, bm25: np.ndarray, intent: np.ndarray | None = None) -> np.ndarray:
+        """The fused score of each passage row for the query (`intent`: `self.intent(query)`)."""
         f, w = self.features, self.weights
         procedures = f.passage_procedure[rows]
         top = float(bm25.max()) if bm25.size else 0.0
@@ -140,8 +156,7 @@ class Searcher:
         best_of = np.zeros(len(f.procedures), dtype=np.float32)
         np.maximum.at(best_of, procedures, lexical)
         owns = self._owned_words(query.text)
-        whole = self.config.whole_query_intent
-        probabilities = (1 - whole) * f.intent.probabilities(query.rest) + whole * f.intent.probabilities(query.vector)
+        probabilities = self.intent(query) if intent is None else intent
         by_words = f.section_words.probabilities(query.residual)
         sections = f.passage_section[rows]
         fused: np.ndarray = (
@@ -183,15 +198,85 @@ class Searcher:
 
     def search(self, query: str, *, k: int = 10, code: str | None = None, section: str | None = None) -> list[Hit]:
         """The k best passages for a question, optionally within one procedure code or section."""
+        return self._ranked(query, code=code, section=section).hits(self, k)
+
+    def examine(
+        self, query: str, *, k: int = 10, code: str | None = None, section: str | None = None
+    ) -> tuple[list[Hit], Evidence]:
+        """The k best passages, and what speaks for and against the collection covering the question."""
+        ranked = self._ranked(query, code=code, section=section)
+        return ranked.hits(self, k), self._evidence(ranked, k)
+
+    def answer(self, query: str, *, k: int = 10, code: str | None = None, section: str | None = None) -> Answer:
+        """The k best passages, each with its confidence, and whether the collection covers the question."""
+        hits, evidence = self.examine(query, k=k, code=code, section=section)
+        return Answer(tuple(hits), judge(evidence, self.calibration or Calibration.bundled()))
+
+    def _ranked(self, query: str, *, code: str | None, section: str | None) -> Ranked:
         allowed = self.allowed(code=code, section=section)
         named, texts = self._recognise(query)
         vectors = _BACKGROUND.submit(self.embedder.embed, texts)
         bm25 = self.features.lexical.scores(query)
         understood = _understood(query, named, texts, vectors.result())
         rows = self.candidates(understood, bm25, allowed)
-        scores = self.scores(understood, rows, bm25)
-        best = np.argsort(-scores, kind="stable")[:k]
-        return [self._hit(int(rows[i]), float(scores[i]), understood.rest) for i in best]
+        intent = self.intent(understood)
+        return Ranked(understood, rows, self.scores(understood, rows, bm25, intent), bm25, intent)
+
+    def _evidence(self, ranked: Ranked, k: int) -> Evidence:
+        """The question's evidence and each of its k best results'."""
+        f, u = self.features, ranked.query
+        best = ranked.best(k)
+        rows, scores = ranked.rows[best], ranked.scores[best]
+        top = int(f.passage_procedure[rows[0]]) if len(rows) else -1
+        procedures = f.passage_procedure[rows]
+        dense = np.asarray(f.vectors[rows], dtype=np.float32) @ u.rest
+        units = self._best_units(rows, u.rest)
+        sections = f.passage_section[rows]
+        section = np.where(sections >= 0, ranked.intent[np.maximum(sections, 0)], f.unmodelled)
+        others = ranked.scores[f.passage_procedure[ranked.rows] != top]
+        top_score = float(scores[0]) if len(rows) else 0.0
+        outside_gap, kind = self._outside(u)
+        absent, absent_count = f.vocabulary.absent_name(u.text, u.named, top)
+        unknown_code = f.vocabulary.unknown_code(u.text)
+        elsewhere, unknown = f.vocabulary.unexplained(u.text, top)
+        question = (
+            outside_gap,
+            float(absent_count),
+            float(unknown_code is not None),
+            top_score,
+            min(top_score - float(others.max()), MARGIN) if others.size else MARGIN,
+            float(u.named.max(initial=0.0)),
+            float(dense[0]) if len(rows) else 0.0,
+            float(f.identity[top] @ u.vector) if top >= 0 else 0.0,
+            float(units[0]) if len(rows) else 0.0,
+            float(ranked.bm25.max(initial=0.0)),
+            float(ranked.intent.max(initial=0.0)),
+            float(elsewhere),
+            float(unknown),
+        )
+        results = np.column_stack(
+            [
+                scores,
+                top_score - scores,
+                np.log1p(np.arange(len(rows))),
+                (procedures == top).astype(np.float32),
+                u.named[procedures],
+                dense,
+                units,
+                section,
+            ]
+        ).astype(np.float64)
+        return Evidence(question, results, absent, unknown_code, kind)
+
+    def _outside(self, query: Query) -> tuple[float, str | None]:
+        """How much closer the question comes to questions pages rarely answer than to any
+        question about a section, and the kind of the closest such question when closer."""
+        f = self.features
+        if not len(f.outside) or not len(f.intent.examples):
+            return 0.0, None
+        sims = f.outside @ query.vector
+        gap = float(sims.max() - (f.intent.examples @ query.vector).max())
+        return gap, f.outside_kinds[int(np.argmax(sims))] if gap > 0 else None
 
     def _hit(self, passage_id: int, score: float, vector: np.ndarray) -> Hit:
         f = self.features
@@ -201,6 +286,33 @@ class Searcher:
         answer = passage.units[best] if passage.units else passage.text
         offset = sum(len(u) + 1 for u in passage.units[:best])
         return Hit(passage=passage, score=score, answer=answer, answer_start=offset, answer_end=offset + len(answer))
+
+
+@dataclass(frozen=True)
+class Ranked:
+    """A query's scored rows."""
+
+    query: Query
+    rows: np.ndarray
+    scores: np.ndarray
+    bm25: np.ndarray
+    intent: np.ndarray
+
+    def best(self, k: int) -> np.ndarray:
+        """Positions of the k best scores, best first (ties in row order)."""
+        return np.argsort(-self.scores, kind="stable")[:k]
+
+    def hits(self, searcher: Searcher, k: int) -> list[Hit]:
+        return [searcher._hit(int(self.rows[i]), float(self.scores[i]), self.query.rest) for i in self.best(k)]
+
+
+@dataclass(frozen=True)
+class Answer:
+    """The best passages for a question, and the verdict on whether the collection covers it
+    (with each passage's confidence)."""
+
+    hits: tuple[Hit, ...]
+    verdict: Verdict
 
 
 def _understood(query: str, named: np.ndarray, texts: list[str], vectors: np.ndarray) -> Query:

@@ -68,6 +68,8 @@ function card(result) {
   if (code) tags.append(el("span", { class: "badge", title: "Procedure code" }, code));
   tags.append(el("span", { class: "section-name" }, result.section));
   const [first, last] = result.lines;
+  const confidence = `${Math.round(result.confidence * 100)}% confident`;
+  tags.append(el("span", { class: "confidence", title: "Chance this passage answers the question" }, confidence));
   const where = `${result.source}, lines ${first}–${last} · score ${result.score.toFixed(2)}`;
   return el(
     "li",
@@ -93,7 +95,17 @@ function searchPage(form) {
   const code = form.querySelector("#code");
   const status = document.getElementById("status");
   const results = document.getElementById("results");
+  const banner = document.getElementById("coverage");
   let inFlight = null;
+
+  function showCoverage(body) {
+    banner.hidden = body.covered;
+    results.classList.toggle("uncovered", !body.covered);
+    if (!body.covered) {
+      const reason = body.reason.charAt(0).toUpperCase() + body.reason.slice(1);
+      banner.textContent = `${reason}. Closest pages:`;
+    }
+  }
 
   async function loadFilters() {
     const [ready, procedures] = await Promise.all([getJSON("ready"), getJSON("procedures")]);
@@ -119,6 +131,7 @@ function searchPage(form) {
     results.setAttribute("aria-busy", "true");
     try {
       const body = await getJSON(`search?${params}`, inFlight.signal);
+      showCoverage(body);
       results.replaceChildren(...body.results.map(card));
       const count = body.results.length;
       status.textContent = count
@@ -126,6 +139,7 @@ function searchPage(form) {
         : `No passages for “${body.query}”; try other words or fewer filters.`;
     } catch (error) {
       if (error.name === "AbortError") return;
+      showCoverage({ covered: true });
       results.replaceChildren();
       status.textContent = `Could not search: ${error.message}`;
     } finally {
