@@ -11,10 +11,10 @@ $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	# the CPU build of torch first, so sentence-transformers does not pull a CUDA one
 	$(PY) -m pip install --quiet "torch==2.13.0" || $(PY) -m pip install --quiet torch
-	$(PY) -m pip install --quiet -e ".[dev]"
+	$(PY) -m pip install --quiet -e ".[dev,ray]"
 	touch $(STAMP)
 
-install: $(STAMP) ## create .venv and install procqa with its dev tools
+install: $(STAMP) ## create .venv and install procqa with its dev tools and the ray extra
 
 index: $(STAMP) ## build the index of corpus/ when there is none (`procqa index` updates it)
 	test -f index/CURRENT || $(BIN)/procqa index --corpus corpus --out index

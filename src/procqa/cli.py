@@ -9,7 +9,7 @@ import sys
 import time
 from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from procqa.embedding import Embedder, make_embedder
 from procqa.errors import ProcqaError
@@ -18,6 +18,7 @@ from procqa.settings import Settings, get_settings
 if TYPE_CHECKING:
     from procqa.evaluation.baselines import CachingEmbedder
     from procqa.evaluation.measures import Evaluation
+    from procqa.index import Embedding
 
 log = logging.getLogger("procqa")
 
@@ -40,8 +41,64 @@ def _progress(total: int, label: str):  # type: ignore[no-untyped-def]
     return bar, update
 
 
+class StageBars:
+    """Build progress by stage (procqa.index.STAGES): a named bar with rate and ETA on a
+    terminal; otherwise a log line when a stage ends, and one at each tenth of a long one."""
+
+    UNITS = {"reading": "documents", "passages": "texts", "answer units": "texts", "intent": "texts"}
+
+    def __init__(self, *, interactive: bool | None = None) -> None:
+        self.interactive = sys.stderr.isatty() if interactive is None else interactive
+        self.bars: dict[str, Any] = {}
+        self.done: dict[str, int] = {}
+        self.totals: dict[str, int] = {}
+
+    def start(self, stage: str, total: int) -> None:
+        from tqdm import tqdm
+
+        self.done[stage], self.totals[stage] = 0, total
+        if self.interactive:
+            unit = self.UNITS.get(stage, "passages")
+            self.bars[stage] = tqdm(total=total or None, desc=f"{stage:>13}", unit=f" {unit}", unit_scale=True)
+
+    def advance(self, stage: str, count: int) -> None:
+        before, total = self.done[stage], self.totals[stage]
+        self.done[stage] += count
+        if stage in self.bars:
+            self.bars[stage].update(count)
+        elif total >= 1000 and self.done[stage] < total and before * 10 // total < self.done[stage] * 10 // total:
+            log.info("%s: %d/%d", stage, self.done[stage], total)
+
+    def finish(self, stage: str, seconds: float) -> None:
+        if (bar := self.bars.pop(stage, None)) is not None:
+            bar.close()
+            return
+        done, unit = self.done.get(stage, 0), self.UNITS.get(stage, "passages")
+        rate = f", {done / seconds:,.0f} {unit}/s" if done and seconds > 0 else ""
+        log.info("%s: %d %s in %.2fs%s", stage, done, unit, seconds, rate)
+
+
+def _cluster(address: str, settings: Settings, embedder: Embedder | None) -> Embedding:
+    """Embedding on a Ray cluster, each actor building its embedder as `settings` say (torch
+    only: an export for ONNX, which answers queries, would be made on every node)."""
+    from functools import partial
+
+    from procqa.index.distributed import RayEmbedding, require_ray
+
+    require_ray()
+    factory = (
+        partial(_given, embedder) if embedder else partial(make_embedder, settings.model_copy(update={"onnx": False}))
+    )
+    return RayEmbedding(factory, address=address, batch_size=settings.batch_size)
+
+
+def _given(embedder: Embedder) -> Embedder:
+    return embedder
+
+
 def cmd_index(args: argparse.Namespace, settings: Settings, embedder: Embedder | None) -> int:
     from procqa.index import rollback
+    from procqa.index.progress import READING
     from procqa.ingest import chunk, read_corpus
     from procqa.ranking import build_index
 
@@ -49,30 +106,37 @@ def cmd_index(args: argparse.Namespace, settings: Settings, embedder: Embedder |
     if args.rollback:
         print(f"index {root} now serves version {rollback(root)}")
         return 0
+    address = args.ray or settings.ray
+    embedding = _cluster(address, settings, embedder) if address else None
+    bars, started = StageBars(), time.perf_counter()
+    bars.start(READING, 0)
     corpus = read_corpus(Path(args.corpus or settings.corpus), max_bytes=settings.max_file_bytes)
+    bars.advance(READING, len(corpus.procedures))
+    reading = time.perf_counter() - started
+    bars.finish(READING, reading)
     for problem in corpus.problems:
         print(f"skipped {problem}", file=sys.stderr)
     if not corpus.procedures:
         raise ProcqaError(f"no procedure could be read from {args.corpus or settings.corpus}: {corpus.why_empty()}")
     passages = chunk(corpus.procedures)
-    bar, update = _progress(len(passages), "embedding passages")
-    with bar:
-        report = build_index(
-            corpus.procedures,
-            passages,
-            embedder or make_embedder(settings),
-            root,
-            full=args.full,
-            batch_size=settings.batch_size,
-            keep=settings.keep_versions,
-            fingerprint=corpus.fingerprint,
-            progress=update,
-        )
+    report = build_index(
+        corpus.procedures,
+        passages,
+        embedder or make_embedder(settings),
+        root,
+        full=args.full,
+        batch_size=settings.batch_size,
+        keep=settings.keep_versions,
+        fingerprint=corpus.fingerprint,
+        progress=bars,
+        embedding=embedding,
+    )
+    stages = ", ".join(f"{name} {s:.2f}s" for name, s in {READING: reading, **report.timings}.items())
     print(
         f"indexed {report.procedures} procedures, {report.passages} passages into {root} "
         f"(version {report.version}): added {report.added}, changed {report.changed}, "
         f"removed {report.removed}, reused {report.reused}; {len(corpus.problems)} file problems; "
-        f"{report.seconds:.1f}s"
+        f"{reading + report.seconds:.1f}s ({stages})"
     )
     return 0
 
@@ -222,6 +286,13 @@ def parser() -> argparse.ArgumentParser:
     index.add_argument("--out", help="index folder (default: settings index)")
     index.add_argument("--full", action="store_true", help="re-embed everything instead of reusing")
     index.add_argument("--rollback", action="store_true", help="serve the previous version again")
+    index.add_argument(
+        "--ray",
+        nargs="?",
+        const="local",
+        metavar="ADDRESS",
+        help="embed on a Ray cluster at ADDRESS (alone: start one here, or join RAY_ADDRESS)",
+    )
     index.set_defaults(run=cmd_index)
     serve = sub.add_parser("serve", help="run the HTTP service")
     serve.add_argument("--host")

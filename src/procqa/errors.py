@@ -37,3 +37,7 @@ class QueryError(ProcqaError):
 
 class NotFoundError(ProcqaError):
     """A procedure id that is not in the index."""
+
+
+class ClusterError(ProcqaError):
+    """A cluster that could not be reached, or could not finish its part of a build."""

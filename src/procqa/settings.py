@@ -30,6 +30,9 @@ class Settings(BaseSettings):
     max_k: int = Field(100, ge=1, description="Most results one search may ask for.")
     max_file_bytes: int = Field(2_000_000, ge=1, description="Larger documents are reported, not indexed.")
     keep_versions: int = Field(3, ge=1, description="Index versions kept for rollback.")
+    ray: str | None = Field(
+        None, description="Ray address index builds embed on ('local': start one here); unset: embed in this process."
+    )
     admin_token: SecretStr | None = Field(None, description="Token for /admin routes; unset disables them.")
     cors_origins: list[str] = Field(default_factory=list, description="Origins allowed by CORS; empty: off.")
     log_json: bool = Field(False, description="Write logs as JSON lines.")

@@ -4,6 +4,7 @@ Imports procqa.ingest and below, never ranking: a build is given what ranking wa
 from procqa.index.columns import COLUMNS, Columns, WordBags
 from procqa.index.dense import dense_index, index_type, nearest
 from procqa.index.lexical import Lexical
+from procqa.index.progress import STAGES, Progress
 from procqa.index.reader import FORMAT, IN_MEMORY_MAX, IndexData, load, load_version
 from procqa.index.storage import (
     CURRENT,
@@ -16,6 +17,7 @@ from procqa.index.storage import (
     rollback,
     versions,
 )
+from procqa.index.vectors import Embedding, LocalEmbedding, Texts
 from procqa.index.writer import BuildReport, IntentExamples, build
 
 __all__ = [
@@ -24,13 +26,18 @@ __all__ = [
     "FORMAT",
     "IN_MEMORY_MAX",
     "REBUILD_HINT",
+    "STAGES",
     "BuildReport",
     "Columns",
+    "Embedding",
     "IndexData",
     "IntentExamples",
     "Lexical",
+    "LocalEmbedding",
+    "Progress",
     "Rows",
     "StoredPassages",
+    "Texts",
     "WordBags",
     "build",
     "current_version",

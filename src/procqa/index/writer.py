@@ -5,8 +5,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -22,13 +21,12 @@ from procqa.errors import IndexCorruptError, IndexMismatchError, IndexMissingErr
 from procqa.index.columns import COLUMNS, KEY, Columns, WordBags, rows_of
 from procqa.index.dense import dense_index, index_type
 from procqa.index.lexical import Lexical
+from procqa.index.progress import DENSE, INTENT, LEXICAL, PASSAGES, UNITS, VERIFY, Progress, Stages
 from procqa.index.reader import FORMAT, IndexData, load, load_version
-from procqa.index.storage import Rows, digests, passage_record, point, prune
+from procqa.index.storage import digests, passage_record, point, prune
+from procqa.index.vectors import Embedding, EmbeddingCache, LocalEmbedding, fill, plan
 from procqa.ingest.chunking import content_key
 from procqa.text import words
-
-BATCHES_PER_CALL = 32
-Progress = Callable[[int], None]
 
 
 @dataclass(frozen=True)
@@ -52,32 +50,6 @@ def _files(folder: Path) -> list[str]:
     return [str(p.relative_to(folder)) for p in files]
 
 
-class _EmbeddingCache:
-    """Vectors by content key, kept as (array, row) so that reuse copies rows in bulk."""
-
-    def __init__(self) -> None:
-        self.arrays: list[np.ndarray | Rows] = []
-        self.where: dict[str, tuple[int, int]] = {}
-
-    def add(self, keys: Sequence[str], array: np.ndarray | Rows) -> None:
-        slot = len(self.arrays)
-        self.arrays.append(array)
-        for row, key in enumerate(keys):
-            self.where.setdefault(key, (slot, row))
-
-    def __contains__(self, key: object) -> bool:
-        return key in self.where
-
-    def gather(self, keys: Sequence[str], dimension: int) -> np.ndarray:
-        out = np.empty((len(keys), dimension), dtype=np.float32)
-        places = np.array([self.where[k] for k in keys], dtype=np.int64).reshape(-1, 2)
-        for slot, array in enumerate(self.arrays):
-            mine = np.flatnonzero(places[:, 0] == slot)
-            if mine.size:
-                out[mine] = array[places[mine, 1]]
-        return out
-
-
 def _previous(root: Path, model_id: str) -> IndexData | None:
     """The serving version, whose embeddings and dense lists a build can reuse; None when
     there is no usable one."""
@@ -87,9 +59,9 @@ def _previous(root: Path, model_id: str) -> IndexData | None:
         return None
 
 
-def _reusable(old: IndexData, model_id: str) -> _EmbeddingCache:
+def _reusable(old: IndexData, model_id: str) -> EmbeddingCache:
     """Every embedding of a version by content key."""
-    cache = _EmbeddingCache()
+    cache = EmbeddingCache()
     cache.add(_strings(old.columns.keys), old.vectors)
     cache.add(_strings(old.columns.unit_keys), old.units)
     texts = old.manifest.get("intent_texts", [])
@@ -101,31 +73,6 @@ def _reusable(old: IndexData, model_id: str) -> _EmbeddingCache:
 def _strings(keys: np.ndarray) -> list[str]:
     strings: list[str] = np.asarray(keys).astype(str).tolist()
     return strings
-
-
-def _embed_cached(
-    texts: Sequence[str],
-    keys: Sequence[str],
-    embedder: Embedder,
-    cache: _EmbeddingCache,
-    batch: int,
-    progress: Progress | None,
-) -> tuple[np.ndarray, int]:
-    """Embed only the texts whose key is not in the cache; returns vectors and count embedded."""
-    missing = sorted({k: i for i, k in enumerate(keys) if k not in cache}.values())
-    fresh: list[np.ndarray] = []
-    # An embedder that batches by itself (the model: it sorts a call's texts by length, so its
-    # batches pad little) gets many batches per call; one batch a call, in corpus order, made
-    # builds 2.7 times slower than model.encode. Others get a call per batch.
-    step = batch * BATCHES_PER_CALL if hasattr(embedder, "batch_size") else batch
-    for start in range(0, len(missing), step):
-        chunk = missing[start : start + step]
-        fresh.append(np.asarray(embedder.embed([texts[i] for i in chunk]), dtype=np.float32))
-        if progress:
-            progress(len(chunk))
-    if fresh:
-        cache.add([keys[i] for i in missing], np.concatenate(fresh))
-    return cache.gather(keys, embedder.dimension), len(missing)
 
 
 @dataclass(frozen=True)
@@ -146,6 +93,7 @@ class _Embedded:
     intents: np.ndarray
     embedded: int  # passages embedded anew
     embedded_units: int
+    dimension: int
 
 
 def build(
@@ -161,74 +109,77 @@ def build(
     keep: int = 3,
     fingerprint: str = "",
     progress: Progress | None = None,
+    embedding: Embedding | None = None,
 ) -> BuildReport:
     """Write a new index version and point CURRENT at it once it is complete and verified.
-    `intents` are embedded and stored with it; `extra` goes into its manifest as it is."""
-    started = time.perf_counter()
-    timings: dict[str, float] = {}
-
-    def lap(stage: str) -> None:
-        timings[stage] = time.perf_counter() - started - sum(timings.values())
-
+    `intents` are embedded and stored with it; `extra` goes into its manifest as it is.
+    `embedding` embeds what no earlier version holds (default: `embedder`, in this process);
+    the embedder names the model and, when nothing is embedded, its dimension. `progress` is
+    told of each stage (procqa.index.progress.STAGES)."""
+    stages = Stages(progress)
     root.mkdir(parents=True, exist_ok=True)
     old = _previous(root, embedder.model_id)
     before = _identities(old) if old else {}
-    lap("previous")
+    cache = _reusable(old, embedder.model_id) if old and not full else EmbeddingCache()
+    stages.lap("previous")
     embedded = _embed(
-        passages,
-        intents,
-        embedder,
-        _reusable(old, embedder.model_id) if old and not full else None,
-        batch_size,
-        progress,
+        passages, intents, embedder, cache, embedding or LocalEmbedding(embedder, batch_size=batch_size), stages
     )
-    lap("embed")
     version = datetime.now(UTC).strftime("%Y%m%dT%H%M%S%fZ")
     tmp = root / "versions" / f".tmp-{version}-{os.getpid()}"
     tmp.mkdir(parents=True)
     try:
-        manifest = _write(tmp, procedures, passages, embedded, None if full else old, lap)
+        manifest = _write(tmp, procedures, passages, embedded, None if full else old, stages)
         del old
-        manifest.update(
-            model=embedder.model_id,
-            dimension=int(embedder.dimension),
-            intent_labels=list(intents.labels),
-            intent_texts=list(intents.texts),
-            corpus_fingerprint=fingerprint,
-            **dict(extra or {}),
-        )
-        _seal(tmp, manifest)
-        # the checksums were just taken from these files; loading checks that they read back
-        load_version(tmp, model_id=embedder.model_id, dimension=embedder.dimension, verify=False)
-        tmp.rename(root / "versions" / version)
-        lap("check")
+        with stages.stage(VERIFY, len(passages)):
+            manifest.update(
+                model=embedder.model_id,
+                dimension=embedded.dimension,
+                intent_labels=list(intents.labels),
+                intent_texts=list(intents.texts),
+                corpus_fingerprint=fingerprint,
+                **dict(extra or {}),
+            )
+            _seal(tmp, manifest)
+            # the checksums were just taken from these files; loading checks that they read back
+            load_version(tmp, model_id=embedder.model_id, dimension=embedded.dimension, verify=False)
+            tmp.rename(root / "versions" / version)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     point(root, version)
     prune(root, keep)
-    return _report(version, procedures, passages, embedded, before, time.perf_counter() - started, timings)
+    return _report(version, procedures, passages, embedded, before, stages.seconds, stages.timings)
 
 
 def _embed(
     passages: Sequence[Passage],
     intents: IntentExamples,
     embedder: Embedder,
-    cache: _EmbeddingCache | None,
-    batch_size: int,
-    progress: Progress | None,
+    cache: EmbeddingCache,
+    embedding: Embedding,
+    stages: Stages,
 ) -> _Embedded:
-    """Every vector the version holds, embedding only what `cache` lacks."""
-    cache = cache or _EmbeddingCache()
+    """Every vector the version holds, embedding (with `embedding`) only what `cache` lacks."""
     model_id = embedder.model_id
-    keys = [content_key(p.embed_text, model_id) for p in passages]
-    vectors, embedded = _embed_cached([p.embed_text for p in passages], keys, embedder, cache, batch_size, progress)
+    texts = [p.embed_text for p in passages]
+    keys = [content_key(t, model_id) for t in texts]
     unit_texts = [u for p in passages for u in p.units]
     unit_keys = [content_key(u, model_id) for u in unit_texts]
-    units, embedded_units = _embed_cached(unit_texts, unit_keys, embedder, cache, batch_size, None)
     intent_keys = [content_key(t, model_id) for t in intents.texts]
-    vectors_of_intents, _ = _embed_cached(intents.texts, intent_keys, embedder, cache, batch_size, None)
-    return _Embedded(keys, vectors, unit_keys, units, vectors_of_intents, embedded, embedded_units)
+    work = plan([(PASSAGES, texts, keys), (UNITS, unit_texts, unit_keys), (INTENT, intents.texts, intent_keys)], cache)
+    fill(cache, work, embedding, stages)
+    dimension = cache.dimension or embedder.dimension
+    return _Embedded(
+        keys,
+        cache.gather(keys, dimension),
+        unit_keys,
+        cache.gather(unit_keys, dimension),
+        cache.gather(intent_keys, dimension),
+        embedded=len(work[0].keys),
+        embedded_units=len(work[1].keys),
+        dimension=dimension,
+    )
 
 
 def _write(
@@ -237,7 +188,7 @@ def _write(
     passages: Sequence[Passage],
     embedded: _Embedded,
     old: IndexData | None,
-    lap: Callable[[str], None],
+    stages: Stages,
 ) -> dict[str, Any]:
     """Write a version's files into `tmp`; returns the manifest's counts."""
     offsets = np.cumsum([0] + [len(p.units) for p in passages]).astype(np.int64)
@@ -252,13 +203,13 @@ def _write(
     np.save(tmp / "vectors.npy", embedded.vectors)
     np.save(tmp / "units.npy", embedded.units)
     np.save(tmp / "intents.npy", embedded.intents)
-    lap("write")
-    previous = (old.dense, _strings(old.columns.keys)) if old else None
-    dense = dense_index(embedded.vectors, keys=embedded.keys, previous=previous)
-    faiss.write_index(dense, str(tmp / "dense.faiss"))
-    lap("dense")
-    Lexical.build([p.embed_text for p in passages]).save(tmp / "lexical")
-    lap("lexical")
+    stages.lap("write")
+    with stages.stage(DENSE, len(passages)):
+        previous = (old.dense, _strings(old.columns.keys)) if old else None
+        dense = dense_index(embedded.vectors, keys=embedded.keys, previous=previous)
+        faiss.write_index(dense, str(tmp / "dense.faiss"))
+    with stages.stage(LEXICAL, len(passages)):
+        Lexical.build([p.embed_text for p in passages]).save(tmp / "lexical")
     Columns(
         **rows_of(passages, [p.id for p in procedures]),
         line_offsets=np.array(lines, dtype=np.int64),
@@ -267,7 +218,7 @@ def _write(
         unit_keys=np.array(embedded.unit_keys, dtype=KEY).reshape(-1),
         bags=_word_bags([p.id for p in procedures], passages, embedded.keys, old),
     ).save(tmp / COLUMNS)
-    lap("columns")
+    stages.lap("columns")
     return {
         "format": FORMAT,
         "procqa_version": __version__,
