@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import asdict, dataclass
 from functools import cache
 from importlib import resources
@@ -154,8 +154,10 @@ class Vocabulary:
         naming_rows: np.ndarray,
         asking: Sequence[str],
         codes: Sequence[str | None],
+        spelt: Collection[str] = (),
         terms: Terms | None = None,
     ) -> None:
+        """`spelt`: the collection's own words, taken as spelt right when names are looked up."""
         self.matcher = matcher
         self.lexical = lexical
         self.passage_procedure = passage_procedure
@@ -164,6 +166,7 @@ class Vocabulary:
         self.codes = frozenset(code_key(c) for c in codes if c)
         self.terms = terms or Terms.bundled()
         self.spellings = Spellings(lexical.vocabulary)
+        self.spelt = frozenset(spelt) | self.asking
 
     def absent_name(self, query: str, named: np.ndarray, top: int) -> tuple[str | None, int]:
         """The first name in the query that no page is about, and how many there are.
@@ -175,7 +178,7 @@ class Vocabulary:
         replacement, "vasectomy reversal" beside vasectomy): that is a look-alike the
         collection lacks. Unanchored, every name no page has is absent, but a condition the top
         result's page speaks of ("headache" after a spinal tap)."""
-        terms = self.terms.find(query, spelt=self.spellings.vocabulary)
+        terms = self.terms.find(query, spelt=self.spelt)
         resolved = [self._one_procedure_names(t.words) or self._named_in_passages(t.words) for t in terms]
         anchors = [frozenset(t.words) for t, found in zip(terms, resolved, strict=True) if found]
         best = int(np.argmax(named)) if named.size else -1

@@ -58,9 +58,9 @@ class RankingFeatures:
     shortlist: Shortlist | None
     intent: SectionIntent
     section_words: SectionWords
-    sections: tuple[str, ...]  # every section name, sorted
+    sections: tuple[str, ...]  # what the section filter takes: every heading as written and kind, sorted
     passage_section: np.ndarray  # per passage, its section's position in intent.names (-1: none)
-    section_rows: dict[str, np.ndarray]  # rows of each section, ascending
+    section_rows: dict[str, np.ndarray]  # rows of each heading and kind (casefolded), ascending
     code_rows: dict[str, np.ndarray]  # rows of each code (by code_key), ascending
     most_passages: int  # the most passages one procedure has
     unmodelled: float  # the intent share of a heading without a model of its own
@@ -114,9 +114,9 @@ class RankingFeatures:
             shortlist=Shortlist(identity) if len(identity) > config.shortlist_above else None,
             intent=intent,
             section_words=SectionWords(labels, texts, smoothing=config.smoothing),
-            sections=tuple(sorted(columns.sections)),
+            sections=_filter_names(columns.headings),
             passage_section=positions[section_of],
-            section_rows={name: np.flatnonzero(section_of == i) for i, name in enumerate(columns.sections)},
+            section_rows=_section_rows(columns.headings, np.asarray(columns.passage_heading, dtype=np.int64)),
             code_rows=_code_rows(procedures),
             most_passages=max((len(g) for g in grouped), default=0),
             # a heading without an intent of its own (RankingConfig.max_headings) gets an even share
@@ -133,6 +133,7 @@ class RankingFeatures:
                 _naming_rows(columns.sections, section_of, introductions),
                 texts,
                 [p.code for p in data.procedures],
+                spelt=data.word_bags().vocabulary,
             ),
         )
 
@@ -163,6 +164,21 @@ def _naming_rows(sections: Sequence[str], passage_section: np.ndarray, introduct
     section about names ("Brand Names", "Other Names")."""
     about_names = np.array([bool(NAMES.search(name)) for name in sections] + [False])
     return np.union1d(introductions, np.flatnonzero(about_names[passage_section]))
+
+
+def _filter_names(headings: Sequence[tuple[str, str | None]]) -> tuple[str, ...]:
+    """Every heading as written and every kind, once each whatever its case, sorted."""
+    names = {name.casefold(): name for pair in headings for name in pair if name}
+    return tuple(sorted(names.values(), key=lambda name: (name.casefold(), name)))
+
+
+def _section_rows(headings: Sequence[tuple[str, str | None]], passage_heading: np.ndarray) -> dict[str, np.ndarray]:
+    """Rows of each heading as written and of each kind, by casefolded name, ascending."""
+    numbers: dict[str, list[int]] = {}
+    for number, pair in enumerate(headings):
+        for name in {name.casefold() for name in pair if name}:
+            numbers.setdefault(name, []).append(number)
+    return {name: np.flatnonzero(np.isin(passage_heading, found)) for name, found in numbers.items()}
 
 
 def _code_rows(procedures: Sequence[ProcedureInfo]) -> dict[str, np.ndarray]:

@@ -54,9 +54,13 @@ class Spellings:
     def __init__(self, vocabulary: Collection[str]) -> None:
         self.vocabulary = frozenset(vocabulary)
         # a ratio of 88 allows a length difference of 1 in 17 letters: compare like lengths only
-        self.by_length: dict[int, list[str]] = defaultdict(list)
+        by_length: dict[int, list[str]] = defaultdict(list)
         for word in sorted(self.vocabulary):
-            self.by_length[len(word)].append(word)
+            by_length[len(word)].append(word)
+        self.near_length = {
+            n: [w for m in range(n - 2, n + 3) for w in by_length.get(m, ())]
+            for n in range(MIN_FUZZY, max(by_length, default=0) + 3)
+        }
 
     def __contains__(self, word: object) -> bool:
         return word in self.vocabulary
@@ -64,9 +68,9 @@ class Spellings:
     def closest(self, word: str) -> str | None:
         if word in self.vocabulary:
             return word
-        if len(word) < MIN_FUZZY:
+        if len(word) < MIN_FUZZY or word.isdigit():
             return None
-        choices = [w for n in range(len(word) - 2, len(word) + 3) for w in self.by_length.get(n, ())]
+        choices = self.near_length.get(len(word), ())
         match = process.extractOne(word, choices, scorer=fuzz.ratio, score_cutoff=MIN_RATIO)
         return None if match is None else str(match[0])
 
@@ -79,6 +83,7 @@ class Terms:
         of the first."""
         self.names: list[tuple[str, tuple[str, ...], str]] = []
         self.by_word: dict[str, set[int]] = defaultdict(set)
+        self.by_key: dict[str, list[int]] = defaultdict(list)  # names by their rarest word
         seen: set[str] = set()
         for kind, group in names.items():
             for name in group:
@@ -89,6 +94,8 @@ class Terms:
                         self.by_word[word].add(len(self.names))
                     self.names.append((name, split, kind))
         self.spellings = Spellings(self.by_word)
+        for i, (_, split, _) in enumerate(self.names):
+            self.by_key[min(split, key=lambda w: (len(self.by_word[w]), w))].append(i)
 
     @classmethod
     @cache
