@@ -147,11 +147,35 @@ def cmd_serve(args: argparse.Namespace, settings: Settings, embedder: Embedder |
     from procqa.api import create_app
     from procqa.serving.process import tune_process
 
-    updates = {k: v for k, v in {"index": args.index, "host": args.host, "port": args.port}.items() if v}
-    settings = settings.model_copy(update=updates)
+    given = {"index": args.index, "host": args.host, "port": args.port, "workers": args.workers}
+    settings = settings.model_copy(update={k: v for k, v in given.items() if v})
     tune_process()
+    if settings.workers > 1:
+        return _serve_workers(settings, embedder)
     uvicorn.run(create_app(settings, embedder=embedder), host=settings.host, port=settings.port, log_level="info")
     return 0
+
+
+def _serve_workers(settings: Settings, embedder: Embedder | None) -> int:
+    """`settings.workers` processes on one socket, their metrics summed in a shared folder."""
+    import os
+    import shutil
+    import tempfile
+
+    from procqa.api import create_app
+    from procqa.api.metrics import MULTIPROCESS, share_metrics
+    from procqa.serving.workers import Supervisor, bind
+
+    sock = bind(settings.host, settings.port)
+    folder = os.environ.get(MULTIPROCESS) or tempfile.mkdtemp(prefix="procqa-metrics-")
+    share_metrics(folder)
+    log.info("procqa serving on http://%s:%d with %d workers", settings.host, settings.port, settings.workers)
+    try:
+        return Supervisor(lambda: create_app(settings, embedder=embedder), sock, workers=settings.workers).run()
+    finally:
+        sock.close()
+        if folder.startswith(tempfile.gettempdir()) and "procqa-metrics-" in folder:
+            shutil.rmtree(folder, ignore_errors=True)
 
 
 def cmd_search(args: argparse.Namespace, settings: Settings, embedder: Embedder | None) -> int:
@@ -297,6 +321,7 @@ def parser() -> argparse.ArgumentParser:
     serve = sub.add_parser("serve", help="run the HTTP service")
     serve.add_argument("--host")
     serve.add_argument("--port", type=int)
+    serve.add_argument("--workers", type=int, help="processes serving the index (default: settings workers, 1)")
     serve.add_argument("--index", type=Path)  # model_copy does not validate, so convert here
     serve.set_defaults(run=cmd_serve)
     search = sub.add_parser("search", help="ask a question from the command line")

@@ -26,6 +26,7 @@ class Settings(BaseSettings):
     batch_size: int = Field(64, ge=1, le=4096, description="Passages embedded per batch.")
     host: str = Field("127.0.0.1", description="Address the service binds to.")
     port: int = Field(8000, ge=1, le=65535)
+    workers: int = Field(1, ge=1, le=64, description="Processes serving the index, each with its own model.")
     max_query_chars: int = Field(1000, ge=1, description="Longest query accepted.")
     max_k: int = Field(100, ge=1, description="Most results one search may ask for.")
     max_file_bytes: int = Field(2_000_000, ge=1, description="Larger documents are reported, not indexed.")

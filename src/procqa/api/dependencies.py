@@ -49,7 +49,15 @@ def served_searcher(service: ServiceDep) -> Searcher:
     return service.searcher()
 
 
-SearcherDep = Annotated[Searcher, Depends(served_searcher)]
+def request_searcher(service: ServiceDep, request: Request) -> Searcher:
+    """The searcher being served, kept by the request whatever reloads meanwhile: its version
+    answers the request (the X-Procqa-Index-Version header)."""
+    searcher = served_searcher(service)
+    request.state.index_version = searcher.version
+    return searcher
+
+
+SearcherDep = Annotated[Searcher, Depends(request_searcher)]
 
 
 def _invalid(loc: tuple[str, str], message: str) -> NoReturn:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import sys
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
@@ -18,12 +19,14 @@ from typing import IO
 
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Histogram, Info, generate_latest
 from prometheus_client.core import GaugeMetricFamily, InfoMetricFamily, Metric
+from prometheus_client.multiprocess import MultiProcessCollector
 from prometheus_client.registry import Collector
 
 # Labels take only known values, so a client cannot grow the number of series.
 METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
 LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 UNMATCHED = "unmatched"
+MULTIPROCESS = "PROMETHEUS_MULTIPROC_DIR"  # read by prometheus_client when it is imported
 
 
 @dataclass(frozen=True)
@@ -77,8 +80,11 @@ class Metrics:
             buckets=LATENCY_BUCKETS,
             registry=self.registry,
         )
-        Info("procqa_build", "The procqa build serving.", registry=self.registry).info({"version": version})
-        self.registry.register(IndexCollector(index))
+        build = Info("procqa_build", "The procqa build serving.", registry=self.registry)
+        build.info({"version": version})
+        facts = IndexCollector(index)
+        self.registry.register(facts)
+        self._own: tuple[Collector, ...] = (build, facts)  # what each process reports for itself
 
     def observe(self, method: str, route: str, status: int, seconds: float) -> None:
         """Record one answered request; `route` is the route's template, never the raw path."""
@@ -87,8 +93,27 @@ class Metrics:
         self.latency.labels(*labels).observe(seconds)
 
     def render(self) -> bytes:
-        """Everything in the registry, in the Prometheus text format."""
-        return generate_latest(self.registry)
+        """Everything in the registry, in the Prometheus text format. Under `procqa serve
+        --workers` (PROMETHEUS_MULTIPROC_DIR set), requests and latency are summed over every
+        worker, from the files each writes there; the build and the index are this worker's."""
+        folder = os.environ.get(MULTIPROCESS)
+        if not folder:
+            return generate_latest(self.registry)
+        registry = CollectorRegistry()
+        MultiProcessCollector(registry, path=folder)  # type: ignore[no-untyped-call]
+        for collector in self._own:
+            registry.register(collector)
+        return generate_latest(registry)
+
+
+def share_metrics(folder: str) -> None:
+    """Record metrics in `folder`, where every worker process writes and /metrics reads them
+    all: set before the app is built (prometheus_client chooses how values are kept when it is
+    imported, so that choice is made again here)."""
+    from prometheus_client import values
+
+    os.environ[MULTIPROCESS] = folder
+    values.ValueClass = values.get_value_class()  # type: ignore[no-untyped-call]
 
 
 # Logs

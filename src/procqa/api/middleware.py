@@ -17,6 +17,7 @@ from procqa.api.metrics import UNMATCHED, Metrics
 
 access_log = logging.getLogger("procqa.access")
 MAX_BODY_BYTES = 64 * 1024
+VERSION_HEADER = b"x-procqa-index-version"
 
 
 class BodyLimit:
@@ -68,6 +69,16 @@ def route_template(scope: Scope, routes: Iterable[BaseRoute]) -> str:
     return getattr(partial, "path", UNMATCHED)
 
 
+def answered_by(scope: Scope) -> str | None:
+    """The index version a request was answered from: the one its searcher served, else (a
+    request that needed none) the one served now."""
+    version = scope.get("state", {}).get("index_version")
+    if version is None:
+        service = getattr(getattr(scope.get("app"), "state", None), "service", None)
+        version = getattr(service, "version", None)
+    return str(version) if version else None
+
+
 class RequestMetrics:
     """Count and time every HTTP request by route template and status, and log it when asked."""
 
@@ -84,12 +95,15 @@ class RequestMetrics:
         started = time.perf_counter()
         # matched before the app runs: routing rewrites the scope (a mount moves `root_path`)
         route = route_template(scope, self.routes)
+        scope.setdefault("state", {})  # shared with the request, whose searcher records its version there
         status = 500  # what the server answers when the app raises before it starts a response
 
         async def sending(message: Message) -> None:
             nonlocal status
             if message["type"] == "http.response.start":
                 status = message["status"]
+                if version := answered_by(scope):
+                    message = {**message, "headers": [*message.get("headers", []), (VERSION_HEADER, version.encode())]}
             await send(message)
 
         try:

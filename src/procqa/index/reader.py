@@ -140,9 +140,10 @@ def _read(folder: Path, manifest: dict[str, Any]) -> IndexData:
         manifest=manifest,
         procedures=_read_procedures(folder / "procedures.json"),
         passages=passages,
-        vectors=np.load(folder / "vectors.npy") if in_memory else Rows(folder / "vectors.npy"),
+        # mapped, not read: the page cache holds one copy for every worker serving this version
+        vectors=np.load(folder / "vectors.npy", mmap_mode="r") if in_memory else Rows(folder / "vectors.npy"),
         dense=faiss.read_index(str(folder / "dense.faiss"), flags | faiss.IO_FLAG_READ_ONLY),
-        units=np.load(folder / "units.npy") if in_memory else Rows(folder / "units.npy"),
+        units=np.load(folder / "units.npy", mmap_mode="r") if in_memory else Rows(folder / "units.npy"),
         intents=np.load(folder / "intents.npy"),
         intent_labels=tuple(manifest.get("intent_labels", [])),
         intent_texts=tuple(manifest.get("intent_texts", [])),

@@ -54,7 +54,7 @@ class Watcher:
         if named == served:
             return None
         try:
-            version = self.service.reload()
+            version = self.service.reload(announce=False)
         except (ProcqaError, OSError) as error:  # the service keeps it as its last error
             logger.warning("index version %s not loaded, still serving %s: %s", named, served, error)
             return None

@@ -11,6 +11,7 @@ from procqa.errors import IndexCorruptError, IndexMismatchError, IndexMissingErr
 from procqa.index import current_version, load_version
 from procqa.ranking import RankingConfig, RankingFeatures, Searcher
 from procqa.serving.batching import Batched
+from procqa.serving.workers import announce as _announce
 from procqa.settings import Settings
 
 INDEX_ERRORS = (IndexMissingError, IndexMismatchError, IndexCorruptError)
@@ -51,7 +52,7 @@ class Service:
     ) -> Service:
         """A service on the configured index; raises when no index can be loaded."""
         service = cls(settings, embedder or make_embedder(settings), config or RankingConfig())
-        service.reload()
+        service.reload(announce=False)
         service.embedder.embed(["warm up"])  # the first query then finds every model loaded
         return service
 
@@ -60,9 +61,11 @@ class Service:
         """A service with no index, that says why."""
         return cls(settings, embedder, _error=error)
 
-    def reload(self) -> str:
+    def reload(self, *, announce: bool = True) -> str:
         """Load the version CURRENT points at and serve it; the old one serves until then. A
-        version that cannot be loaded is remembered as the last error and raised."""
+        version that cannot be loaded is remembered as the last error and raised. Under
+        `procqa serve --workers`, a reload that changes the version served is announced to the
+        other workers unless `announce` is false (the watcher's: they watch CURRENT too)."""
         with self._lock:
             try:
                 folder = current_version(self.settings.index)
@@ -75,7 +78,9 @@ class Service:
                 raise
             self._searcher = Searcher(features, self.embedder, config=self.config)
             self._error = None
-            return folder.name
+        if announce:
+            _announce()
+        return folder.name
 
     def searcher(self) -> Searcher:
         """The searcher being served, or IndexMissingError saying why there is none."""
