@@ -47,8 +47,9 @@ eval: index ## score procqa against the baselines on four question sets (reports
 	$(BIN)/procqa index --corpus eval/medicines/corpus --out reports/medicines/index
 	$(BIN)/procqa eval --questions eval/medicines/questions.jsonl --index reports/medicines/index --out reports/medicines
 
-bench: index ## latency, throughput and memory benchmarks
+bench: index ## latency, throughput and memory benchmarks; Ray builds and serving workers
 	$(PY) scripts/bench.py
+	$(PY) scripts/bench_scale.py
 
 loadtest: index ## 60 s of mixed valid and hostile traffic on loopback
 	$(PY) scripts/loadtest.py --spawn-index index
