@@ -39,13 +39,17 @@ format: $(STAMP)
 	$(BIN)/ruff check --fix src tests scripts
 	$(BIN)/ruff format src tests scripts
 
-eval: index ## score procqa against the baselines on four question sets (reports/)
+eval: index ## score procqa against the baselines on six question sets (reports/)
 	$(BIN)/procqa eval --questions eval/questions.jsonl --index index --out reports
 	$(BIN)/procqa eval --questions eval/questions-2.jsonl --index index --out reports/questions-2
 	$(BIN)/procqa index --corpus eval/conditions/corpus --out reports/conditions/index
 	$(BIN)/procqa eval --questions eval/conditions/questions.jsonl --index reports/conditions/index --out reports/conditions
 	$(BIN)/procqa index --corpus eval/medicines/corpus --out reports/medicines/index
 	$(BIN)/procqa eval --questions eval/medicines/questions.jsonl --index reports/medicines/index --out reports/medicines
+	$(BIN)/procqa index --corpus eval/hospital/corpus --out reports/hospital/index
+	$(BIN)/procqa eval --questions eval/hospital/questions.jsonl --index reports/hospital/index --out reports/hospital
+	$(BIN)/procqa index --corpus eval/leaflets/corpus --out reports/leaflets/index
+	$(BIN)/procqa eval --questions eval/leaflets/questions.jsonl --index reports/leaflets/index --out reports/leaflets
 
 bench: index ## latency, throughput and memory benchmarks; Ray builds and serving workers
 	$(PY) scripts/bench.py

@@ -66,6 +66,7 @@ import numpy as np
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "scripts"))
 
+from make_long_sections import write_long_corpus  # noqa: E402
 from make_synthetic_corpus import read_source, write_corpus  # noqa: E402
 
 from procqa.ranking import RankingConfig, RankingFeatures, Searcher  # noqa: E402
@@ -76,6 +77,7 @@ RANDOM_MODEL = "random-unit-384@1"
 SAMPLE_DERIVED_MODEL = "sample-derived-384@1"
 TITLE_NOISE = 0.3  # a copied passage's vector is its sample passage's plus this much noise: cosine 0.96
 RELOAD_MAX = 10_000  # procedures up to which a row also reloads under load
+LONG = "long"  # label of the long-section rows (scripts/make_long_sections.py), embedded by the model
 LEVELS = (1, 8, 32)
 
 
@@ -506,7 +508,8 @@ def bench_corpus(label: str, corpus: Path, work: Path, args: argparse.Namespace)
     passages = chunk(loaded.procedures)
     parse_s = time.perf_counter() - started
     count = len(loaded.procedures)
-    real = count <= args.random_vectors_above
+    long_sections = label.startswith(LONG)
+    real = count <= args.random_vectors_above or long_sections
     if real:
         embedder: Any = make_embedder(Settings())
     else:
@@ -533,10 +536,18 @@ def bench_corpus(label: str, corpus: Path, work: Path, args: argparse.Namespace)
         "stages_s": {k: round(v, 2) for k, v in full.timings.items()},
         "index_type": manifest["index_type"],
         "units": manifest["units"],
+        "units_per_s": round(manifest["units"] / full.seconds, 1),
+        "unit_vectors": manifest.get("unit_vectors"),
     }
     units = list(dict.fromkeys(u for p in passages for u in p.units))
     texts = [p.embed_text for p in passages] + units + list(intent_texts(loaded.procedures)[1])
-    if real:
+    if long_sections:
+        # the build against the bare encode of its passages alone: what embedding units costs
+        log(f"[{label}] bare model.encode of its {len(passages)} passages alone")
+        encode_s = bare_encode([p.embed_text for p in passages])
+        row["full_build"]["encode_passages_per_s"] = round(len(passages) / encode_s, 1)
+        row["full_build"]["vs_passage_encode"] = round(full.seconds / encode_s, 3)
+    elif real:
         log(f"[{label}] bare model.encode of the same {len(texts)} texts")
         encode_s = bare_encode(texts)
         row["full_build"]["encode_passages_per_s"] = round(len(passages) / encode_s, 1)
@@ -606,6 +617,8 @@ def table(rows: Sequence[dict[str, Any]]) -> str:
         qps = "/".join(str(http["qps"][str(c)]["qps"]) for c in LEVELS)
         build = r["full_build"]
         ratio = build.get("throughput_vs_encode", "n/a")
+        if "vs_passage_encode" in build:
+            ratio = f"{build['vs_passage_encode']} x passages alone"
         rebuild = r["rebuild_1pct"]
         versus = f"{rebuild['vs_full']}" + (
             f"; {rebuild['vs_projected_full']} of {build['projected_with_model_s']} s with the model"
@@ -650,6 +663,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--sizes", default="1000", help="synthetic corpus sizes, comma-separated (default 1000)")
     parser.add_argument("--no-sample", action="store_true", help="skip the sample corpus row")
+    parser.add_argument(
+        "--long-sections", type=int, default=0, help="a row of this many long sections, model-embedded (e.g. 10000)"
+    )
     parser.add_argument("--random-vectors-above", type=int, default=100, help="no model embeddings above this size")
     parser.add_argument(
         "--vectors",
@@ -685,6 +701,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     if not args.no_sample:
         jobs.append(("sample", lambda folder: shutil.copytree(ROOT / "corpus", folder)))
     sources = [read_source(p) for p in sorted((ROOT / "corpus").glob("*.txt"))]
+    if args.long_sections:
+        n = args.long_sections
+        jobs.append((f"{LONG}-{n}", lambda folder: write_long_corpus(sources, folder, n, seed=args.seed)))
     for size in (int(s) for s in args.sizes.split(",") if s.strip()):
         jobs.append((f"synthetic-{size}", lambda folder, n=size: write_corpus(sources, folder, n, seed=args.seed)))
     for label, make in jobs:

@@ -104,6 +104,28 @@ def test_a_build_on_ray_equals_a_local_build(cluster: Cluster, corpus: Path, tmp
     assert_same_index(tmp_path / "local", tmp_path / "ray")
 
 
+class InContextEmbedder(FakeEmbedder):
+    """The fake embedder, pooling each unit in context as its unit and its passage's first word."""
+
+    def embed_in_context(
+        self, texts: Sequence[str], spans: Sequence[Sequence[tuple[int, int]]]
+    ) -> tuple[np.ndarray, np.ndarray]:
+        units = [f"{t.split()[0]} {t[s:e]}" for t, group in zip(texts, spans, strict=True) for s, e in group]
+        return self.embed(texts), self.embed(units)
+
+
+def test_units_embedded_in_context_on_ray_equal_a_local_build(cluster: Cluster, corpus: Path, tmp_path: Path) -> None:
+    loaded = read_corpus(corpus)
+    passages = chunk(loaded.procedures)
+    build_index(loaded.procedures, passages, InContextEmbedder(), tmp_path / "local", units="context")
+    embedding = RayEmbedding(InContextEmbedder, address=cluster.address)
+    build_index(
+        loaded.procedures, passages, InContextEmbedder(), tmp_path / "ray", embedding=embedding, units="context"
+    )
+    assert load(tmp_path / "ray").manifest["unit_vectors"] == "context"
+    assert_same_index(tmp_path / "local", tmp_path / "ray")
+
+
 class Counting:
     """An Embedding that counts the texts its inner one is sent."""
 

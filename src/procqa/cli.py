@@ -19,6 +19,7 @@ if TYPE_CHECKING:
     from procqa.evaluation.baselines import CachingEmbedder
     from procqa.evaluation.measures import Evaluation
     from procqa.index import Embedding
+    from procqa.ranking import RankingConfig
 
 log = logging.getLogger("procqa")
 
@@ -116,6 +117,8 @@ def cmd_index(args: argparse.Namespace, settings: Settings, embedder: Embedder |
     bars.finish(READING, reading)
     for problem in corpus.problems:
         print(f"skipped {problem}", file=sys.stderr)
+    for warning in corpus.warnings:
+        print(f"warning {warning}", file=sys.stderr)
     if not corpus.procedures:
         raise ProcqaError(f"no procedure could be read from {args.corpus or settings.corpus}: {corpus.why_empty()}")
     passages = chunk(corpus.procedures)
@@ -135,7 +138,8 @@ def cmd_index(args: argparse.Namespace, settings: Settings, embedder: Embedder |
     print(
         f"indexed {report.procedures} procedures, {report.passages} passages into {root} "
         f"(version {report.version}): added {report.added}, changed {report.changed}, "
-        f"removed {report.removed}, reused {report.reused}; {len(corpus.problems)} file problems; "
+        f"removed {report.removed}, reused {report.reused}; {len(corpus.problems)} file problems, "
+        f"{len(corpus.warnings)} warnings; "
         f"{reading + report.seconds:.1f}s ({stages})"
     )
     return 0
@@ -198,7 +202,8 @@ def cmd_search(args: argparse.Namespace, settings: Settings, embedder: Embedder 
     for rank, (hit, confidence) in ranked:
         p = hit.passage
         code = f"{p.code_system} {p.code}" if p.code else "no code"
-        print(f"{rank:>2}. {confidence:.0%}  {p.title} ({code}) / {p.section}")
+        kind = f" ({p.section_kind})" if p.section_kind and p.section_kind.casefold() != p.heading.casefold() else ""
+        print(f"{rank:>2}. {confidence:.0%}  {p.title} ({code}) / {p.heading}{kind}")
         print(f"    {hit.answer}")
     return 0
 
@@ -218,7 +223,7 @@ def cmd_eval(args: argparse.Namespace, settings: Settings, embedder: Embedder | 
     # timings repeatable. Limits apply to libraries loaded by now, hence after the model.
     with threadpool_limits(limits=1):
         evaluation, timings = _evaluate(args, settings, caching, started)
-    _report(evaluation, Path(args.out), timings)
+    _report(evaluation, Path(args.out), timings, _eval_config(args))
     return 0
 
 
@@ -237,7 +242,7 @@ def _evaluate(
     else:
         data = load(Path(args.index or settings.index), model_id=embedder.model_id)
         benchmark = read_questions(Path(args.questions), data.passages)
-        procqa = SearcherRanker(data, embedder)
+        procqa = SearcherRanker(data, embedder, config=_eval_config(args))
     timings = {"load": time.perf_counter() - started}
     mark = time.perf_counter()
     bar, update = _progress(len(benchmark.passages), "embedding passages (cached)")
@@ -288,12 +293,21 @@ def cmd_calibrate(args: argparse.Namespace, settings: Settings, embedder: Embedd
     return 0
 
 
-def _report(evaluation: Evaluation, out: Path, timings: dict[str, float]) -> None:
-    from procqa.evaluation.report import side_by_side, write_reports
+def _eval_config(args: argparse.Namespace) -> RankingConfig:
+    """The ranking config an evaluation runs with: with --force-candidates, every question is
+    ranked through the candidate path (full_scan 0), as a collection above full_scan is."""
     from procqa.ranking import RankingConfig
 
+    return RankingConfig(full_scan=0) if args.force_candidates else RankingConfig()
+
+
+def _report(evaluation: Evaluation, out: Path, timings: dict[str, float], config: RankingConfig) -> None:
+    from procqa.evaluation.report import side_by_side, write_reports
+
     notes = ["Math libraries ran on one thread each."]
-    paths = write_reports(evaluation, out, timings=timings, notes=notes, config=RankingConfig().as_dict())
+    if config.full_scan == 0:
+        notes.append("procqa ranked every question through its candidate path (--force-candidates).")
+    paths = write_reports(evaluation, out, timings=timings, notes=notes, config=config.as_dict())
     print(side_by_side(evaluation))
     systems = list(evaluation.outcomes)
     print(
@@ -339,6 +353,11 @@ def parser() -> argparse.ArgumentParser:
     evaluation.add_argument("--index", help="index folder (default: settings index)")
     evaluation.add_argument("--k", type=int, default=10, help="ranking depth for MRR and nDCG (default 10)")
     evaluation.add_argument("--out", default="reports", help="report folder (default: reports)")
+    evaluation.add_argument(
+        "--force-candidates",
+        action="store_true",
+        help="rank through the candidate path whatever the collection's size (RankingConfig.full_scan 0)",
+    )
     evaluation.set_defaults(run=cmd_eval)
     calibrate = sub.add_parser(
         "calibrate", help="fit and measure coverage and confidence, leaving each collection out in turn"

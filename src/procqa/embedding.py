@@ -123,6 +123,16 @@ class SentenceTransformerEmbedder:
             )
         return np.ascontiguousarray(vectors, dtype=np.float32)
 
+    def embed_in_context(
+        self, texts: Sequence[str], spans: Sequence[Sequence[tuple[int, int]]]
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Passage vectors, as `embed` gives them, and their answer units' vectors pooled from
+        the same forward pass (procqa.pooling), in one model call."""
+        from procqa.pooling import embed_in_context
+
+        with self._lock:
+            return embed_in_context(self.model, texts, spans, batch_size=self.batch_size)
+
 
 def make_embedder(settings: Settings) -> SentenceTransformerEmbedder:
     """The real embedder as the settings configure it: the one place it is built. The CLI and

@@ -154,6 +154,11 @@ class SearcherRanker:
     def rank(self, query: str, *, k: int) -> Ranked:
         return [(hit.passage.id, hit.score) for hit in self.searcher.search(query, k=k)]
 
+    def highlighted(self, query: str, *, k: int) -> tuple[Ranked, str | None]:
+        """The ranking, and the unit highlighted in the top passage."""
+        hits = self.searcher.search(query, k=k)
+        return [(hit.passage.id, hit.score) for hit in hits], hits[0].answer if hits else None
+
     def requested(self, queries: Sequence[str]) -> list[str]:
         """Every text the searcher embeds for these queries (the query, and the query less
         its procedure name), without embedding them."""

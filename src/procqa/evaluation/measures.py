@@ -5,6 +5,10 @@ run. Three more look at the passages ranked: procedure@1 (the top passage is of 
 procedure), section@1 (it is in a gold section) and, for questions naming no procedure,
 section_share@5 (the share of the top five in a gold section). Latency is the wall time of
 one ranking call, with the query's embeddings computed beforehand in one batch.
+answer@1, for questions labelled with the page's words that answer them and a ranker that
+highlights an answer (procqa), is whether the top passage's highlighted unit is the gold
+answer's: it holds the gold words, or they hold it (a gold answer of two sentences, one
+highlighted), whitespace and case aside.
 """
 
 from __future__ import annotations
@@ -12,7 +16,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Protocol, runtime_checkable
 
 import numpy as np
 import pytrec_eval
@@ -25,6 +29,7 @@ HIT5 = "hit@5"
 PROCEDURE1 = "procedure@1"
 SECTION1 = "section@1"
 SHARE5 = "section_share@5"
+ANSWER1 = "answer@1"
 P50 = "p50_ms"
 P95 = "p95_ms"
 ALL = "all"
@@ -42,9 +47,23 @@ class Ranker(Protocol):
     def rank(self, query: str, *, k: int) -> Ranked: ...
 
 
+@runtime_checkable
+class Highlighter(Protocol):
+    """A ranker that also highlights the unit of its top passage that answers the query."""
+
+    def highlighted(self, query: str, *, k: int) -> tuple[Ranked, str | None]: ...
+
+
 def measure_names(k: int) -> tuple[str, ...]:
     """Every per-question measure, in report order."""
-    return (HIT1, HIT5, f"mrr@{k}", f"ndcg@{k}", PROCEDURE1, SECTION1, SHARE5)
+    return (HIT1, HIT5, f"mrr@{k}", f"ndcg@{k}", PROCEDURE1, SECTION1, SHARE5, ANSWER1)
+
+
+def answer_found(highlighted: str, gold: str) -> bool:
+    """Whether a highlighted unit is the gold answer's: either holds the other, whitespace
+    and case aside (an empty highlight holds nothing)."""
+    unit, wanted = (" ".join(t.split()).casefold() for t in (highlighted, gold))
+    return bool(unit) and (wanted in unit or unit in wanted)
 
 
 def ranking_measures(
@@ -70,9 +89,12 @@ def ranking_measures(
     return {q: {name: float(results.get(q, {}).get(key, 0.0)) for key, name in names.items()} for q in qrels}
 
 
-def answer_measures(question: Question, ranked: Sequence[Passage]) -> dict[str, float]:
-    """procedure@1, section@1 and section_share@5, where they apply to the question."""
+def answer_measures(question: Question, ranked: Sequence[Passage], highlighted: str | None = None) -> dict[str, float]:
+    """procedure@1, section@1, section_share@5 and answer@1 (given the top passage's
+    highlighted unit), where they apply to the question."""
     out: dict[str, float] = {}
+    if question.answer and highlighted is not None:
+        out[ANSWER1] = float(bool(ranked) and answer_found(highlighted, question.answer))
     first = ranked[0] if ranked else None
     if question.procedures is not None:
         out[PROCEDURE1] = float(first is not None and first.procedure_id in question.procedures)
@@ -113,11 +135,16 @@ def run_ranker(
     """Rank every question, timing each call, and measure the rankings."""
     rankings: list[Ranked] = []
     latencies: list[float] = []
+    highlights: list[str | None] = []
     for question in questions:
         started = time.perf_counter()
-        ranked = ranker.rank(question.text, k=k)
+        if isinstance(ranker, Highlighter):
+            ranked, highlight = ranker.highlighted(question.text, k=k)
+        else:
+            ranked, highlight = ranker.rank(question.text, k=k), None
         latencies.append((time.perf_counter() - started) * 1000)
         rankings.append(ranked[:k])
+        highlights.append(highlight)
         if progress:
             progress(1)
     qrels = {q.id: {str(pid): grade for pid, grade in q.relevant.items()} for q in questions}
@@ -127,9 +154,9 @@ def run_ranker(
             question=q,
             ranked=tuple(ranked),
             latency_ms=latency,
-            measures={**measured[q.id], **answer_measures(q, [passages[pid] for pid, _ in ranked])},
+            measures={**measured[q.id], **answer_measures(q, [passages[pid] for pid, _ in ranked], highlight)},
         )
-        for q, ranked, latency in zip(questions, rankings, latencies, strict=True)
+        for q, ranked, latency, highlight in zip(questions, rankings, latencies, highlights, strict=True)
     )
 
 

@@ -43,6 +43,7 @@ class Question:
     sections: tuple[str, ...] = ()
     kind: str = ""
     gold: str | None = None
+    answer: str | None = None  # the words of the page that answer it, where labelled
 
     @property
     def split(self) -> str:
@@ -121,6 +122,7 @@ def parse_question(record: Mapping[str, Any], passages: Sequence[Passage], qid: 
         sections=sections,
         kind=str(record.get("kind") or ""),
         gold=None if gold is None else str(gold),
+        answer=record["answer"].strip() or None if isinstance(record.get("answer"), str) else None,
     )
 
 

@@ -12,6 +12,7 @@ version being served is never touched.
 
 from __future__ import annotations
 
+import json
 import logging
 import math
 from collections.abc import Callable, Iterator, Sequence
@@ -21,7 +22,7 @@ import numpy as np
 
 from procqa.embedding import Embedder
 from procqa.errors import ClusterError, ProcqaError
-from procqa.index.vectors import Texts
+from procqa.index.vectors import Texts, in_context
 
 log = logging.getLogger(__name__)
 
@@ -48,8 +49,28 @@ class _EmbedActor:
         self.embedder = factory()
 
     def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-        vectors = np.asarray(self.embedder.embed([str(t) for t in batch["text"]]), dtype=np.float32)
-        return {"stage": batch["stage"], "key": batch["key"], "vector": vectors}
+        carried: list[Any] = [json.loads(str(u)) if u else None for u in batch["units"]]
+        alone = [i for i, c in enumerate(carried) if c is None]
+        out: list[tuple[str, Sequence[str], np.ndarray]] = []
+        if alone:
+            vectors = self.embedder.embed([str(batch["text"][i]) for i in alone])
+            out += [(str(batch["stage"][i]), [str(batch["key"][i])], vectors[j : j + 1]) for j, i in enumerate(alone)]
+        rows = [i for i, c in enumerate(carried) if c is not None]
+        if rows:
+            texts = Texts(
+                str(batch["stage"][rows[0]]),
+                tuple(str(batch["key"][i]) for i in rows),
+                tuple(str(batch["text"][i]) for i in rows),
+                tuple(tuple(carried[i]["keys"]) for i in rows),
+                tuple(tuple((int(s), int(e)) for s, e in carried[i]["spans"]) for i in rows),
+            )
+            out += list(in_context(self.embedder, texts, slice(None)))
+        # a row each for every text, and for every unit embedded in context
+        return {
+            "stage": np.array([stage for stage, keys, _ in out for _ in keys]),
+            "key": np.array([key for _, keys, _ in out for key in keys]),
+            "vector": np.concatenate([np.asarray(v, dtype=np.float32) for _, _, v in out]),
+        }
 
 
 class RayEmbedding:
@@ -128,5 +149,13 @@ def _rows(work: Sequence[Texts]) -> list[dict[str, str]]:
     rows = []
     for texts in work:
         order = sorted(range(len(texts.texts)), key=lambda i: len(texts.texts[i]))
-        rows += [{"stage": texts.stage, "key": texts.keys[i], "text": texts.texts[i]} for i in order]
+        rows += [
+            {"stage": texts.stage, "key": texts.keys[i], "text": texts.texts[i], "units": _units(texts, i)}
+            for i in order
+        ]
     return rows
+
+
+def _units(texts: Texts, i: int) -> str:
+    """A passage's units to embed in its context (keys and spans, as JSON); '' for none."""
+    return json.dumps({"keys": texts.units[i], "spans": texts.spans[i]}) if texts.units else ""

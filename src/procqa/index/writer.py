@@ -24,8 +24,19 @@ from procqa.index.lexical import Lexical
 from procqa.index.progress import DENSE, INTENT, LEXICAL, PASSAGES, UNITS, VERIFY, Progress, Stages
 from procqa.index.reader import FORMAT, IndexData, load, load_version
 from procqa.index.storage import digests, passage_record, point, prune
-from procqa.index.vectors import Embedding, EmbeddingCache, LocalEmbedding, fill, plan
+from procqa.index.vectors import (
+    IN_CONTEXT,
+    Embedding,
+    EmbeddingCache,
+    LocalEmbedding,
+    fill,
+    plan,
+    plan_in_context,
+    unit_keys_in_context,
+    unit_mode,
+)
 from procqa.ingest.chunking import content_key
+from procqa.pooling import unit_spans
 from procqa.text import words
 
 
@@ -110,12 +121,15 @@ def build(
     fingerprint: str = "",
     progress: Progress | None = None,
     embedding: Embedding | None = None,
+    units: str | None = None,
 ) -> BuildReport:
     """Write a new index version and point CURRENT at it once it is complete and verified.
     `intents` are embedded and stored with it; `extra` goes into its manifest as it is.
     `embedding` embeds what no earlier version holds (default: `embedder`, in this process);
     the embedder names the model and, when nothing is embedded, its dimension. `progress` is
-    told of each stage (procqa.index.progress.STAGES)."""
+    told of each stage (procqa.index.progress.STAGES). `units` is how answer units are embedded
+    (UNIT_MODES; default: IN_CONTEXT where the embedder can, else ALONE)."""
+    units = unit_mode(embedder, units)
     stages = Stages(progress)
     root.mkdir(parents=True, exist_ok=True)
     old = _previous(root, embedder.model_id)
@@ -123,7 +137,7 @@ def build(
     cache = _reusable(old, embedder.model_id) if old and not full else EmbeddingCache()
     stages.lap("previous")
     embedded = _embed(
-        passages, intents, embedder, cache, embedding or LocalEmbedding(embedder, batch_size=batch_size), stages
+        passages, intents, embedder, cache, embedding or LocalEmbedding(embedder, batch_size=batch_size), stages, units
     )
     version = datetime.now(UTC).strftime("%Y%m%dT%H%M%S%fZ")
     tmp = root / "versions" / f".tmp-{version}-{os.getpid()}"
@@ -137,6 +151,7 @@ def build(
                 dimension=embedded.dimension,
                 intent_labels=list(intents.labels),
                 intent_texts=list(intents.texts),
+                unit_vectors=units,
                 corpus_fingerprint=fingerprint,
                 **dict(extra or {}),
             )
@@ -159,15 +174,27 @@ def _embed(
     cache: EmbeddingCache,
     embedding: Embedding,
     stages: Stages,
+    units: str,
 ) -> _Embedded:
-    """Every vector the version holds, embedding (with `embedding`) only what `cache` lacks."""
+    """Every vector the version holds, embedding (with `embedding`) only what `cache` lacks;
+    answer units in their passage's context (IN_CONTEXT) or each alone (ALONE)."""
     model_id = embedder.model_id
     texts = [p.embed_text for p in passages]
     keys = [content_key(t, model_id) for t in texts]
-    unit_texts = [u for p in passages for u in p.units]
-    unit_keys = [content_key(u, model_id) for u in unit_texts]
     intent_keys = [content_key(t, model_id) for t in intents.texts]
-    work = plan([(PASSAGES, texts, keys), (UNITS, unit_texts, unit_keys), (INTENT, intents.texts, intent_keys)], cache)
+    if units == IN_CONTEXT:
+        by_passage = [unit_keys_in_context(key, len(p.units)) for p, key in zip(passages, keys, strict=True)]
+        spans = [unit_spans(len(p.embed_text) - len(p.text), p.units) for p in passages]
+        unit_keys = [key for group in by_passage for key in group]
+        work = [
+            plan_in_context(PASSAGES, texts, keys, by_passage, spans, cache),
+            *plan([(UNITS, [], []), (INTENT, intents.texts, intent_keys)], cache),
+        ]
+    else:
+        unit_texts = [u for p in passages for u in p.units]
+        unit_keys = [content_key(u, model_id) for u in unit_texts]
+        alone = [(PASSAGES, texts, keys), (UNITS, unit_texts, unit_keys), (INTENT, intents.texts, intent_keys)]
+        work = plan(alone, cache)
     fill(cache, work, embedding, stages)
     dimension = cache.dimension or embedder.dimension
     return _Embedded(
@@ -177,7 +204,7 @@ def _embed(
         cache.gather(unit_keys, dimension),
         cache.gather(intent_keys, dimension),
         embedded=len(work[0].keys),
-        embedded_units=len(work[1].keys),
+        embedded_units=len(work[0].unit_keys()) + len(work[1].keys),
         dimension=dimension,
     )
 

@@ -39,6 +39,14 @@ class RankingConfig:
     dense_candidates: int = 200
     lexical_candidates: int = 200
     top_procedures: int = 20
+    # answer units: up to unit_rows rows, every row's units are scored; more, only those of
+    # rows that can still reach the best unit_exact scores (procqa.ranking.units)
+    unit_rows: int = 256
+    unit_exact: int = 100  # settings.max_k: the most results a search may ask for
+    # Above this many passages a build pools answer units out of their passage's forward pass
+    # (procqa.pooling: a build costs about a bare encode of the passages); up to it, each unit
+    # is embedded alone, which ranked 1-2 points of hit@1 better on the eval/ collections.
+    context_units_above: int = 5_000
     shortlist_above: int = 10_000  # procedures; with more, coded Summaries propose the best ones
     proposals: int = 200  # Summaries the codes propose for top_procedures
     # procedure matching

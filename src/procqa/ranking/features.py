@@ -22,6 +22,7 @@ from procqa.ranking.coverage import Vocabulary
 from procqa.ranking.intent import OUTSIDE, SectionIntent, SectionWords
 from procqa.ranking.matching import ProcedureMatcher, everyday_names, title_names
 from procqa.ranking.shortlist import Shortlist
+from procqa.ranking.units import unit_reach
 from procqa.text import code_key, words
 
 NAMES = re.compile(r"\bnames?\b", re.I)
@@ -68,6 +69,7 @@ class RankingFeatures:
     outside: np.ndarray  # vectors of questions pages like these rarely answer
     outside_kinds: tuple[str, ...]  # the kind of each
     vocabulary: Vocabulary  # what coverage knows of the collection's words and names
+    unit_reach: np.ndarray | None = None  # per passage, its units' farthest distance from its vector
 
     @classmethod
     def from_index(cls, data: IndexData, config: RankingConfig | None = None) -> RankingFeatures:
@@ -135,6 +137,7 @@ class RankingFeatures:
                 [p.code for p in data.procedures],
                 spelt=data.word_bags().vocabulary,
             ),
+            unit_reach=unit_reach(data.vectors, data.units, data.unit_offsets),
         )
 
 

@@ -9,6 +9,7 @@ from typing import Any
 from procqa.documents import Passage, Procedure
 from procqa.embedding import Embedder
 from procqa.index import BuildReport, IntentExamples, build
+from procqa.index.vectors import ALONE
 from procqa.ranking.config import RankingConfig
 from procqa.ranking.intent import index_examples
 
@@ -23,8 +24,12 @@ def build_index(
     **options: Any,
 ) -> BuildReport:
     """procqa.index.build, given the section-intent examples of these procedures; the ranking
-    config goes into the manifest. `options` are build's (full, batch_size, keep, ...)."""
+    config goes into the manifest. `options` are build's (full, batch_size, keep, units, ...);
+    answer units are embedded alone up to `config.context_units_above` passages, unless
+    `units` says otherwise."""
     config = config or RankingConfig()
+    if len(passages) <= config.context_units_above:
+        options.setdefault("units", ALONE)
     labels, texts = index_examples(procedures, config)
     intents = IntentExamples(labels, texts)
     return build(procedures, passages, embedder, root, intents=intents, extra={"ranking": config.as_dict()}, **options)

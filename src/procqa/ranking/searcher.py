@@ -27,6 +27,7 @@ from procqa.index import nearest
 from procqa.ranking.config import RankingConfig
 from procqa.ranking.coverage import Calibration, Evidence, Verdict, judge
 from procqa.ranking.features import ProcedureInfo, RankingFeatures
+from procqa.ranking.units import pruned_units
 from procqa.text import code_key
 
 # A query's model call runs in the background while BM25 scores every passage, and the dense
@@ -102,15 +103,17 @@ class Searcher:
     def allowed(self, *, code: str | None = None, section: str | None = None) -> np.ndarray | None:
         """Ascending rows within the filters; None without filters."""
         f = self.features
-        if section is not None and section not in f.section_rows:
-            raise QueryError(f"unknown section {section!r}; valid sections: {', '.join(f.sections)}")
+        section_rows = None if section is None else f.section_rows.get(section.strip().casefold())
+        if section is not None and section_rows is None:
+            valid = ", ".join(f.sections)
+            raise QueryError(f"unknown section {section!r}; valid sections: {valid} (a heading or its kind, any case)")
         rows = None
         if code is not None:
             rows = f.code_rows.get(code_key(code))
             if rows is None:
                 raise QueryError(f"no procedure has code {code!r}; GET /procedures lists the codes")
-        if section is not None:
-            rows = f.section_rows[section] if rows is None else np.intersect1d(rows, f.section_rows[section])
+        if section_rows is not None:
+            rows = section_rows if rows is None else np.intersect1d(rows, section_rows)
         return rows
 
     def candidates(self, query: Query, bm25: np.ndarray, allowed: np.ndarray | None = None) -> np.ndarray:
@@ -159,8 +162,9 @@ class Searcher:
         probabilities = self.intent(query) if intent is None else intent
         by_words = f.section_words.probabilities(query.residual)
         sections = f.passage_section[rows]
+        dense = np.asarray(f.vectors[rows], dtype=np.float32) @ query.rest
         fused: np.ndarray = (
-            w.dense * (np.asarray(f.vectors[rows], dtype=np.float32) @ query.rest)
+            w.dense * dense
             + w.identity * (f.identity[procedures] @ query.vector)
             + w.lexical * lexical
             + w.procedure_lexical * best_of[procedures]
@@ -168,9 +172,25 @@ class Searcher:
             + w.procedure * query.named[procedures]
             + w.section * np.where(sections >= 0, probabilities[sections], f.unmodelled)
             + w.section_words * np.where(sections >= 0, by_words[sections], f.unmodelled)
-            + w.unit * self._best_units(rows, query.rest)
         )
-        return fused
+        return fused + w.unit * self._unit_term(rows, query.rest, fused, dense)
+
+    def _unit_term(self, rows: np.ndarray, vector: np.ndarray, partial: np.ndarray, dense: np.ndarray) -> np.ndarray:
+        """Per row, its best unit's similarity: every row's up to `unit_rows` rows, else only
+        where it can change the best `unit_exact` scores (procqa.ranking.units)."""
+        f, c, w = self.features, self.config, self.weights
+        if f.unit_reach is None or len(rows) <= c.unit_rows or w.unit <= 0:
+            return self._best_units(rows, vector)
+        reach = f.unit_reach[rows]
+        ceiling = np.where(reach >= 0, np.minimum(dense + reach, 1.0), 0.0).astype(np.float32)
+        return pruned_units(
+            partial,
+            ceiling,
+            lambda picked: self._best_units(rows[picked], vector),
+            weight=w.unit,
+            exact=c.unit_exact,
+            first=c.unit_rows,
+        )
 
     def _owned_words(self, query: str) -> np.ndarray:
         """Per procedure, 1 where a word of the query is found in its text and no other
@@ -236,7 +256,7 @@ class Searcher:
         others = ranked.scores[f.passage_procedure[ranked.rows] != top]
         top_score = float(scores[0]) if len(rows) else 0.0
         outside_gap, kind = self._outside(u)
-        absent, absent_count = f.vocabulary.absent_name(u.text, u.named, top)
+        absent, unanchored, look_alikes = f.vocabulary.absent_name(u.text, u.named, top)
         unknown_code = f.vocabulary.unknown_code(u.text)
         elsewhere, unknown = f.vocabulary.unexplained(u.text, top)
         question = (
