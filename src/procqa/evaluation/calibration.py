@@ -116,8 +116,10 @@ def fit(observations: Sequence[Observation]) -> Calibration:
     threshold = float(np.quantile(held[y == 1], FLAG_ANSWERABLE)) if (y == 1).any() else 0.5
     rows, labels, row_groups = _rows(observations)
     confidence = _model().fit(rows, labels)
+    # the map is fitted on top results, whose confidence is the one people read first
+    top = rows[:, len(QUESTION_FEATURES) + RESULT_FEATURES.index("rank")] == 0
     iso = IsotonicRegression(out_of_bounds="clip", y_min=0.0, y_max=1.0).fit(
-        _out_of_fold(rows, labels, row_groups), labels
+        _out_of_fold(rows, labels, row_groups)[top], labels[top]
     )
     return Calibration(
         coverage=_logistic(coverage, QUESTION_FEATURES),

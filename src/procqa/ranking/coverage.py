@@ -41,6 +41,7 @@ TOPICAL = 0.2  # the similarity to a passage above which an unnamed question spe
 QUESTION_FEATURES = (
     "outside",
     "absent",
+    "look_alike",
     "unknown_code",
     "top_score",
     "margin",
@@ -168,8 +169,9 @@ class Vocabulary:
         self.spellings = Spellings(lexical.vocabulary)
         self.spelt = frozenset(spelt) | self.asking
 
-    def absent_name(self, query: str, named: np.ndarray, top: int) -> tuple[str | None, int]:
-        """The first name in the query that no page is about, and how many there are.
+    def absent_name(self, query: str, named: np.ndarray, top: int) -> tuple[str | None, int, int]:
+        """The first name in the query that no page is about, how many there are in a question
+        anchored on no page, and how many look-alikes of the page it is anchored on.
 
         A name is a page's when one procedure's names, or the passages that name it, hold all
         its words. A question anchored on a page (a procedure named, or a name a page has)
@@ -184,19 +186,16 @@ class Vocabulary:
         best = int(np.argmax(named)) if named.size else -1
         if best >= 0 and named[best] >= NAMED:
             anchors.append(self._name_words(best))
-        top_rows = np.flatnonzero(self.passage_procedure == top)
-        absent = [
-            term.as_written(query)
-            for term, found in zip(terms, resolved, strict=True)
-            if not found
-            and (
-                any(a.intersection(term.words) for a in anchors)
-                if anchors
-                else term.kind in LOOK_ALIKE_KINDS or not self._rows_hold(top_rows, term.words)
-            )
-            and (not anchors or term.kind in LOOK_ALIKE_KINDS)
-        ]
-        return (absent[0] if absent else None), len(absent)
+        missing = [term for term, found in zip(terms, resolved, strict=True) if not found]
+        if anchors:
+            absent = [
+                t for t in missing if t.kind in LOOK_ALIKE_KINDS and any(a.intersection(t.words) for a in anchors)
+            ]
+        else:
+            top_rows = np.flatnonzero(self.passage_procedure == top)
+            absent = [t for t in missing if t.kind in LOOK_ALIKE_KINDS or not self._rows_hold(top_rows, t.words)]
+        first = absent[0].as_written(query) if absent else None
+        return first, 0 if anchors else len(absent), len(absent) if anchors else 0
 
     def _name_words(self, procedure: int) -> frozenset[str]:
         row = self.matcher.procedure_words[procedure]

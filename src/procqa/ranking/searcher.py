@@ -261,7 +261,8 @@ class Searcher:
         elsewhere, unknown = f.vocabulary.unexplained(u.text, top)
         question = (
             outside_gap,
-            float(absent_count),
+            float(unanchored),
+            float(look_alikes),
             float(unknown_code is not None),
             top_score,
             min(top_score - float(others.max()), MARGIN) if others.size else MARGIN,
