@@ -64,7 +64,7 @@ def test_get_search_answers_with_attributed_passages(client: TestClient) -> None
     assert scores == sorted(scores, reverse=True)
     top = body["results"][0]
     assert top["procedure"] == {
-        "id": "cpt-27447",
+        "id": "cpt-27447-total-knee-arthroplasty",
         "title": "Total knee arthroplasty",
         "code": "27447",
         "code_system": "CPT",
@@ -103,7 +103,7 @@ def test_code_filter_keeps_only_that_procedure(client: TestClient) -> None:
     results = client.get("/search", params={"q": "recovery time", "k": 20, "code": "45378"}).json()["results"]
 
     assert results
-    assert {r["procedure"]["id"] for r in results} == {"cpt-45378"}
+    assert {r["procedure"]["id"] for r in results} == {"cpt-45378-diagnostic-colonoscopy"}
 
 
 def test_section_filter_keeps_only_that_section(client: TestClient) -> None:
@@ -112,6 +112,14 @@ def test_section_filter_keeps_only_that_section(client: TestClient) -> None:
 
     assert len(results) >= 3
     assert {r["section"] for r in results} == {"Recovery"}
+
+
+def test_a_result_shows_the_heading_as_written_and_its_kind(client: TestClient) -> None:
+    results = client.get("/search", params={"q": "what can go wrong", "section": "risks"}).json()["results"]
+
+    assert [(r["procedure"]["id"], r["section"], r["section_kind"]) for r in results] == [
+        ("asthma", "Risks", "Risks and Complications")
+    ]
 
 
 def test_custom_sections_of_a_markdown_document_are_searchable(client: TestClient) -> None:
@@ -291,9 +299,15 @@ def test_procedures_lists_ids_codes_and_titles(client: TestClient) -> None:
 
     assert body["count"] == len(body["data"]) == 5
     by_id = {p["id"]: p for p in body["data"]}
-    assert set(by_id) == {"asthma", "cpt-22849", "cpt-27447", "cpt-45378", "cpt-64721"}
-    assert by_id["cpt-22849"] == {
-        "id": "cpt-22849",
+    assert set(by_id) == {
+        "asthma",
+        "cpt-22849-reinsertion-of-spinal-fixation-device",
+        "cpt-27447-total-knee-arthroplasty",
+        "cpt-45378-diagnostic-colonoscopy",
+        "more-1",
+    }
+    assert by_id["cpt-22849-reinsertion-of-spinal-fixation-device"] == {
+        "id": "cpt-22849-reinsertion-of-spinal-fixation-device",
         "title": "Reinsertion of spinal fixation device",
         "code": "22849",
         "code_system": "CPT",
@@ -305,7 +319,11 @@ def test_procedure_detail_has_its_sections_in_document_order(client: TestClient)
     body = client.get("/procedures/asthma").json()
 
     assert body["title"] == "Asthma"
-    assert [s["name"] for s in body["sections"]] == ["Symptoms", "Treatment", "Risks and Complications"]
+    assert [(s["name"], s["kind"]) for s in body["sections"]] == [
+        ("Symptoms", "Symptoms"),
+        ("Treatment", "Treatment"),
+        ("Risks", "Risks and Complications"),
+    ]
     symptoms = body["sections"][0]
     assert "Wheezing" in symptoms["text"]
     assert symptoms["source"] == "tiny/asthma.md"

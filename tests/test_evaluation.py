@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import math
 from collections.abc import Sequence
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -19,12 +20,21 @@ from procqa.evaluation.baselines import (
     Ranked,
     SearcherRanker,
     baseline_rankers,
+    baseline_text,
     cached_vectors,
     reciprocal_rank_fusion,
     top_k,
 )
 from procqa.evaluation.measures import by_kind, by_section, by_split, evaluate, misses, ranking_measures, summarise
-from procqa.evaluation.questions import HELDOUT, Benchmark, parse_questions, read_beir, read_questions, split_of
+from procqa.evaluation.questions import (
+    HELDOUT,
+    Benchmark,
+    parse_questions,
+    read_beir,
+    read_questions,
+    section_match,
+    split_of,
+)
 from procqa.evaluation.report import markdown, side_by_side
 from procqa.index import load
 
@@ -48,7 +58,7 @@ QUESTIONS = [
     {"question": "what are the signs of asthma", "doc": "Asthma", "section": "Symptoms"},
     {
         "question": "why have a colonoscopy and how to get ready",
-        "doc": "cpt-45378",
+        "doc": "cpt-45378-diagnostic-colonoscopy",
         "section": ["Purpose", "Preparation"],
     },
     {
@@ -138,7 +148,11 @@ def test_questions_map_to_procedure_section_pairs(tiny: Benchmark) -> None:
         {COLON_PURPOSE, COLON_PREPARATION},
         set(),
     ]
-    assert [q.procedures for q in tiny.questions[:3]] == [frozenset({"cpt-27447"}), None, frozenset({"asthma"})]
+    assert [q.procedures for q in tiny.questions[:3]] == [
+        frozenset({"cpt-27447-total-knee-arthroplasty"}),
+        None,
+        frozenset({"asthma"}),
+    ]
     assert [q.kind for q in tiny.questions] == ["everyday", "none", "", "", "code"]
 
 
@@ -238,11 +252,47 @@ def test_baselines_and_procqa_run_side_by_side_on_the_tiny_corpus(
 # Baselines.
 
 
-def test_bm25_baseline_reads_only_the_bare_text(tiny: Benchmark) -> None:
-    ranker = LexicalRanker([p.text for p in tiny.passages])
+def test_baselines_read_title_heading_as_written_and_text(tiny: Benchmark) -> None:
+    texts = [baseline_text(p) for p in tiny.passages]
+    assert texts[ASTHMA_SYMPTOMS].startswith("Asthma. Symptoms: ")
+    asthma_risks = next(p for p in tiny.passages if p.title == "Asthma" and p.section_kind == "Risks and Complications")
+    assert baseline_text(asthma_risks).startswith("Asthma. Risks: ")  # the heading, not its kind
+    ranker = LexicalRanker(texts)
     assert ranker.rank("whistling sound", k=3)[0][0] == ASTHMA_SYMPTOMS
-    # "Asthma" is a title, not in any passage text, so bare-text BM25 finds nothing.
-    assert ranker.rank("asthma", k=3) == []
+    # "Asthma" is a title, in no passage's own text: the baselines find it through the title
+    assert {tiny.passages[pid].title for pid, _ in ranker.rank("asthma", k=3)} == {"Asthma"}
+
+
+def test_a_gold_section_matches_the_heading_as_written_or_its_kind(tiny: Benchmark) -> None:
+    passages = tiny.passages
+    asked = [
+        {"question": "asthma risks", "doc": "Asthma", "section": "risks"},
+        {"question": "asthma dangers", "doc": "Asthma", "section": "Risks and Complications"},
+        {"question": "asthma adverse effects", "doc": "Asthma", "section": "Adverse Effects"},
+        {"question": "asthma diet", "doc": "Asthma", "section": "Diet"},
+    ]
+    by_heading, by_kind, by_variant, neither = parse_questions(
+        [json.dumps(r) for r in asked], passages, source="asked.jsonl"
+    )
+
+    risks = next(p.id for p in passages if p.title == "Asthma" and p.heading == "Risks")
+    assert (by_heading.relevant, by_heading.matched_by) == ({risks: 1}, "heading")
+    assert (by_kind.relevant, by_kind.matched_by) == ({risks: 1}, "kind")
+    assert (by_variant.relevant, by_variant.matched_by) == ({risks: 1}, "kind")  # a variant of the kind
+    assert (neither.relevant, neither.matched_by) == ({}, "")
+    assert section_match(passages[risks], ["RISKS"]) == "heading"
+    assert section_match(passages[risks], ["risks and complications"]) == "kind"
+    assert section_match(passages[ASTHMA_SYMPTOMS], ["Risks"]) is None
+
+
+def test_a_document_title_that_pages_share_names_them_all(tiny: Benchmark) -> None:
+    shared = [replace(p, title="Knee") if p.code in ("27447", "45378") else p for p in tiny.passages]
+    (question,) = parse_questions(
+        [json.dumps({"question": "knee recovery", "doc": "knee", "section": "Recovery"})], shared, source="q.jsonl"
+    )
+
+    assert question.procedures == {"cpt-27447-total-knee-arthroplasty", "cpt-45378-diagnostic-colonoscopy"}
+    assert set(question.relevant) == {KNEE_RECOVERY, COLON_RECOVERY}
 
 
 def test_top_k_and_reciprocal_rank_fusion() -> None:
@@ -354,8 +404,14 @@ def test_procqa_eval_writes_the_reports_and_prints_the_table(
         assert len(missed) == round(4 * (1 - hit1))
         assert all({"question", "gold", "top", "first_relevant_rank"} <= set(m) for m in missed)
 
-    # A second run takes the bare-text passage vectors from the cache in the out folder.
-    passage_texts = {p.text for p in load(tiny_index).passages}
+    assert record["gold_sections_matched_by"] == {"heading": 4, "kind": 0}
+    assert (
+        "Gold sections matched 4 questions by the heading as written and 0 by its kind only."
+        in (out / "eval.md").read_text()
+    )
+
+    # A second run takes the baselines' passage vectors from the cache in the out folder.
+    passage_texts = {baseline_text(p) for p in load(tiny_index).passages}
     fake_model.calls.clear()
     assert cli.main(argv, embedder=fake_model) == 0
     assert not any(passage_texts & set(call) for call in fake_model.calls)

@@ -203,7 +203,7 @@ def test_read_corpus_reports_files_over_the_size_limit(tmp_path: Path, excess: i
 
     corpus = read_corpus(tmp_path, max_bytes=limit)
 
-    assert [p.id for p in corpus.procedures] == ["cpt-22849"]
+    assert [p.id for p in corpus.procedures] == ["cpt-22849-at-the-limit"]
     size = limit + excess
     assert [str(e) for e in corpus.problems] == [
         f"{tmp_path.name}/huge.txt:1: file is {size:,} bytes, over the {limit:,}-byte limit"

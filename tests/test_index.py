@@ -139,7 +139,11 @@ def test_changing_one_section_re_embeds_only_that_passage_and_its_new_units(corp
 
     report = index_corpus(corpus, root, embedder)
 
-    knee_recovery = next(p for p in load(root).passages if (p.procedure_id, p.section) == ("cpt-27447", "Recovery"))
+    knee_recovery = next(
+        p
+        for p in load(root).passages
+        if (p.procedure_id, p.section) == ("cpt-27447-total-knee-arthroplasty", "Recovery")
+    )
     assert (report.added, report.changed, report.removed) == (0, 1, 0)
     assert report.reused == 43
     assert embedder.texts == [
@@ -172,7 +176,7 @@ def test_removing_a_document_reports_its_sections_removed(corpus: Path, root: Pa
 
     assert (report.procedures, report.passages) == (4, 31)
     assert (report.added, report.changed, report.removed, report.embedded) == (0, 0, 13, 0)
-    assert "cpt-27447" not in {p.procedure_id for p in load(root).passages}
+    assert "cpt-27447-total-knee-arthroplasty" not in {p.procedure_id for p in load(root).passages}
 
 
 def test_adding_a_document_embeds_only_its_sections(corpus: Path, root: Path) -> None:

@@ -72,7 +72,7 @@ def test_a_search_is_timed_in_the_latency_histogram(client: TestClient) -> None:
 
 
 def test_routes_are_labelled_by_template_not_by_path(client: TestClient) -> None:
-    for procedure_id in ("asthma", "cpt-27447", "cpt-00000"):
+    for procedure_id in ("asthma", "cpt-27447-total-knee-arthroplasty", "cpt-00000"):
         client.get(f"/procedures/{procedure_id}")
     client.get("/static/app.css")
     for path in ("/nowhere", "/procedures/asthma/extra", "/admin/../etc"):

@@ -108,15 +108,20 @@ def medicines(model: SentenceTransformerEmbedder, tmp_path_factory: pytest.TempP
 @pytest.mark.parametrize(
     ("collection", "question", "procedure", "section"),
     [
-        ("searcher", "how long is recovery after a knee replacement", "cpt-27447", "Recovery"),
-        ("searcher", "CPT 45378 risks", "cpt-45378", "Risks and Complications"),
-        ("searcher", "will I be awake during a colonoscopy", "cpt-45378", "Patient Experience"),
-        ("searcher", "who performs the reinsertion of a spinal fixation device", "cpt-22849", "Personnel"),
+        ("searcher", "how long is recovery after a knee replacement", "cpt-27447-total-knee-arthroplasty", "Recovery"),
+        ("searcher", "CPT 45378 risks", "cpt-45378-diagnostic-colonoscopy", "Risks and Complications"),
+        ("searcher", "will I be awake during a colonoscopy", "cpt-45378-diagnostic-colonoscopy", "Patient Experience"),
+        (
+            "searcher",
+            "who performs the reinsertion of a spinal fixation device",
+            "cpt-22849-reinsertion-of-spinal-fixation-device",
+            "Personnel",
+        ),
         ("searcher", "asthma symptoms", "asthma", "Symptoms"),
         # ICD-10-CM codes, with or without their dots
-        ("conditions", "B02.9 treatment", "icd-10-cm-b02.9", "Treatment"),
-        ("conditions", "is E119 curable", "icd-10-cm-e11.9", "Outlook"),
-        ("conditions", "icd-10 I10 what causes it", "icd-10-cm-i10", "Causes"),
+        ("conditions", "B02.9 treatment", "shingles", "Treatment"),
+        ("conditions", "is E119 curable", "type-2-diabetes", "Outlook"),
+        ("conditions", "icd-10 I10 what causes it", "high-blood-pressure", "Causes"),
     ],
 )
 def test_questions_find_their_procedure_and_section(

@@ -62,7 +62,7 @@ def test_seed_has_the_thirteen_canonical_sections_in_order(seed: Procedure) -> N
 def test_seed_title_name_and_code(seed: Procedure) -> None:
     assert seed.title == "Reinsertion of spinal fixation device"
     assert seed.name == "Reinsertion of Spinal Fixation Device"
-    assert (seed.id, seed.code, seed.code_system) == ("cpt-22849", "22849", "CPT")
+    assert (seed.id, seed.code, seed.code_system) == ("cpt-22849-reinsertion-of-spinal-fixation-device", "22849", "CPT")
     assert seed.source == f"corpus/{SEED.name}"
 
 
@@ -119,7 +119,11 @@ def test_code_comes_from_the_file_name_when_the_code_line_has_none() -> None:
 
     procedure = parse_one("cpt-27447-total-knee-arthroplasty.txt", text)
 
-    assert (procedure.id, procedure.code, procedure.code_system) == ("cpt-27447", "27447", "CPT")
+    assert (procedure.id, procedure.code, procedure.code_system) == (
+        "cpt-27447-total-knee-arthroplasty",
+        "27447",
+        "CPT",
+    )
 
 
 def test_code_line_wins_over_the_file_name() -> None:
@@ -128,10 +132,10 @@ def test_code_line_wins_over_the_file_name() -> None:
     assert procedure.code == "27447"
 
 
-def test_without_any_code_the_id_is_a_slug_of_the_title() -> None:
-    procedure = parse_one("notes.txt", page("Summary", "A knee.", title="Knee: Total Replacement!", code_line=""))
+def test_the_id_is_a_slug_of_the_file_name_never_of_the_title() -> None:
+    procedure = parse_one("Notes 2.txt", page("Summary", "A knee.", title="Knee: Total Replacement!", code_line=""))
 
-    assert (procedure.id, procedure.code, procedure.code_system) == ("knee-total-replacement", None, None)
+    assert (procedure.id, procedure.code, procedure.code_system) == ("notes-2", None, None)
 
 
 @pytest.mark.parametrize("system", ["CPT4", "cpt4", "CPT-4", "CPT 4", "CPT"])
@@ -210,7 +214,7 @@ def test_markdown_keeps_custom_headings_and_maps_known_variants() -> None:
 def test_markdown_front_matter_sets_code_system_and_aliases() -> None:
     procedure = parse_one("asthma.md", ASTHMA)
 
-    assert (procedure.id, procedure.code, procedure.code_system) == ("icd-10-pcs-j45", "J45", "ICD-10-PCS")
+    assert (procedure.id, procedure.code, procedure.code_system) == ("asthma", "J45", "ICD-10-PCS")
     assert procedure.aliases == ("wheeze", "reactive airway")
 
 
@@ -241,7 +245,7 @@ def test_markdown_text_before_the_first_heading_is_an_overview_section_less_its_
 
     procedure = parse_one("gastroscopy.md", text)
 
-    assert (procedure.id, procedure.code, procedure.code_system) == ("cpt-43235", "43235", "CPT")
+    assert (procedure.id, procedure.code, procedure.code_system) == ("gastroscopy", "43235", "CPT")
     assert [(s.name, s.heading, s.text, s.line_start) for s in procedure.sections] == [
         ("Summary", "Overview", "A camera test.", 3),
         ("Risks and Complications", "Risks", "A sore throat.", 5),
@@ -270,7 +274,7 @@ def test_jsonl_holds_several_procedures_and_reports_a_bad_line() -> None:
 
     procedures, errors = parse_file("more.jsonl", data)
 
-    assert [(p.id, p.code_system) for p in procedures] == [("cpt-64721", "CPT"), ("asthma", None)]
+    assert [(p.id, p.code_system) for p in procedures] == [("more-1", "CPT"), ("more-3", None)]
     assert [s.name for s in procedures[1].sections] == ["Symptoms", "Recovery"]
     assert procedures[1].sections[1].units[0].label == "Follow-up"
     assert [(e.path, e.line) for e in errors] == [("more.jsonl", 2)]
@@ -369,22 +373,35 @@ def test_read_corpus_reports_a_malformed_file_and_reads_the_rest(tmp_path: Path)
 
     corpus = read_corpus(folder)
 
-    assert sorted(p.id for p in corpus.procedures) == ["asthma", "cpt-22849"]
+    assert sorted(p.id for p in corpus.procedures) == ["cpt-22849-reinsertion-of-spinal-fixation-device", "more-1"]
     assert sorted(str(e) for e in corpus.problems) == [
         "docs/broken.txt:2: not UTF-8 text; save the file as UTF-8",
         "docs/more.jsonl:2: not valid JSON: Expecting value",
     ]
 
 
-def test_read_corpus_reports_a_duplicate_procedure_id(tmp_path: Path) -> None:
+def test_read_corpus_indexes_documents_sharing_a_code_and_warns_once(tmp_path: Path) -> None:
     (tmp_path / "a.txt").write_bytes(SEED.read_bytes().replace(b"CPT4 code\n", b"CPT4 code 22849\n"))
     (tmp_path / SEED.name).write_bytes(SEED.read_bytes())
 
     corpus = read_corpus(tmp_path)
 
-    assert [p.source for p in corpus.procedures] == [f"{tmp_path.name}/a.txt"]
-    assert [e.path for e in corpus.problems] == [f"{tmp_path.name}/{SEED.name}"]
-    assert "cpt-22849 already defined" in corpus.problems[0].reason
+    assert [(p.id, p.source) for p in corpus.procedures] == [
+        ("a", f"{tmp_path.name}/a.txt"),
+        ("cpt-22849-reinsertion-of-spinal-fixation-device", f"{tmp_path.name}/{SEED.name}"),
+    ]
+    assert corpus.problems == ()
+    assert [(w.path, w.reason) for w in corpus.warnings] == [
+        (
+            f"{tmp_path.name}/a.txt",
+            "2 documents share the title 'Reinsertion of spinal fixation device' "
+            f"(also {tmp_path.name}/{SEED.name}); all are indexed",
+        ),
+        (
+            f"{tmp_path.name}/a.txt",
+            f"2 documents share the code 'CPT 22849' (also {tmp_path.name}/{SEED.name}); all are indexed",
+        ),
+    ]
 
 
 def test_read_corpus_reports_an_unreadable_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -401,7 +418,7 @@ def test_read_corpus_reports_an_unreadable_file(tmp_path: Path, monkeypatch: pyt
 
     corpus = read_corpus(tmp_path)
 
-    assert [p.id for p in corpus.procedures] == ["cpt-22849"]
+    assert [p.id for p in corpus.procedures] == ["cpt-22849-reinsertion-of-spinal-fixation-device"]
     assert [str(e) for e in corpus.problems] == [f"{tmp_path.name}/locked.txt:0: cannot be read: Permission denied"]
 
 
@@ -418,16 +435,16 @@ def test_read_corpus_takes_a_folder_given_with_dot_dot(tmp_path: Path, monkeypat
 
     corpus = read_corpus(Path("../pages"))
 
-    assert [p.id for p in corpus.procedures] == ["cpt-22849"]
+    assert [p.id for p in corpus.procedures] == ["cpt-22849-reinsertion-of-spinal-fixation-device"]
     assert corpus.problems == ()
 
 
 def test_read_corpus_takes_a_folder_under_a_hidden_folder(tmp_path: Path) -> None:
     folder = _seed_collection(tmp_path / ".local" / "share" / "pages")
 
-    assert [p.id for p in read_corpus(folder).procedures] == ["cpt-22849"]
+    assert [p.id for p in read_corpus(folder).procedures] == ["cpt-22849-reinsertion-of-spinal-fixation-device"]
     assert [p.id for p in read_corpus(tmp_path / ".local" / ".." / ".local" / "share" / "pages").procedures] == [
-        "cpt-22849"
+        "cpt-22849-reinsertion-of-spinal-fixation-device"
     ]
 
 
@@ -435,7 +452,9 @@ def test_read_corpus_takes_a_symlinked_folder(tmp_path: Path) -> None:
     _seed_collection(tmp_path / "real")
     (tmp_path / "linked").symlink_to(tmp_path / "real", target_is_directory=True)
 
-    assert [p.id for p in read_corpus(tmp_path / "linked").procedures] == ["cpt-22849"]
+    assert [p.id for p in read_corpus(tmp_path / "linked").procedures] == [
+        "cpt-22849-reinsertion-of-spinal-fixation-device"
+    ]
 
 
 def test_read_corpus_skips_hidden_files_and_folders_inside_the_collection(tmp_path: Path) -> None:
@@ -446,7 +465,7 @@ def test_read_corpus_skips_hidden_files_and_folders_inside_the_collection(tmp_pa
 
     corpus = read_corpus(folder)
 
-    assert [p.id for p in corpus.procedures] == ["cpt-22849"]
+    assert [p.id for p in corpus.procedures] == ["cpt-22849-reinsertion-of-spinal-fixation-device"]
     assert corpus.passed_over == Counter({"hidden or under hidden folders": 2})
 
 

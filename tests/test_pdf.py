@@ -64,7 +64,7 @@ def gastroscopy():
 
 
 def test_a_generated_leaflet_has_its_title_code_and_numbered_headings(gastroscopy) -> None:
-    assert (gastroscopy.id, gastroscopy.title, gastroscopy.code) == ("cpt-43235", "Gastroscopy", "43235")
+    assert (gastroscopy.id, gastroscopy.title, gastroscopy.code) == ("gastroscopy", "Gastroscopy", "43235")
     assert [(s.name, s.heading) for s in gastroscopy.sections] == [
         ("Summary", "Overview"),
         ("What is a gastroscopy?", "1. What is a gastroscopy?"),
@@ -180,7 +180,7 @@ def test_a_broken_leaflet_does_not_stop_the_rest_of_the_collection(tmp_path: Pat
 
     corpus = read_corpus(tmp_path)
 
-    assert [p.id for p in corpus.procedures] == ["cpt-43235"]
+    assert [p.id for p in corpus.procedures] == ["gastroscopy"]
     assert [e.path.split("/")[-1] for e in corpus.problems] == ["scan.pdf"]
 
 

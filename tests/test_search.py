@@ -32,16 +32,30 @@ def ranking(searcher: Searcher, question: str, **filters: str) -> list[tuple[str
 
 
 def test_a_code_in_the_query_puts_that_procedure_first(searcher: Searcher) -> None:
-    assert ranking(searcher, "CPT 45378 risks")[0] == ("cpt-45378", "Risks and Complications")
-    assert ranking(searcher, "27447")[0][0] == "cpt-27447"
+    assert ranking(searcher, "CPT 45378 risks")[0] == ("cpt-45378-diagnostic-colonoscopy", "Risks and Complications")
+    assert ranking(searcher, "27447")[0][0] == "cpt-27447-total-knee-arthroplasty"
 
 
 def test_a_code_filter_keeps_to_one_procedure(searcher: Searcher) -> None:
-    assert {p for p, _ in ranking(searcher, "how long is recovery", code="64721")} == {"cpt-64721"}
+    assert {p for p, _ in ranking(searcher, "how long is recovery", code="64721")} == {"more-1"}
 
 
 def test_a_section_filter_keeps_to_one_section(searcher: Searcher) -> None:
     assert {s for _, s in ranking(searcher, "knee replacement", section="Recovery")} == {"Recovery"}
+
+
+def test_a_section_filter_takes_the_heading_as_written_or_its_kind_in_any_case(searcher: Searcher) -> None:
+    def found(section: str) -> set[tuple[str, str, str | None]]:
+        hits = searcher.search("what can go wrong", k=20, section=section)
+        return {(h.passage.title, h.passage.heading, h.passage.section_kind) for h in hits}
+
+    # asthma.md words its risks section "Risks"; the procedure pages write "Risks and Complications"
+    assert found("risks") == {("Asthma", "Risks", "Risks and Complications")}
+    assert found("RISKS AND COMPLICATIONS") == {
+        ("Asthma", "Risks", "Risks and Complications"),
+        *{(p.title, "Risks and Complications", "Risks and Complications") for p in searcher.procedures[1:4]},
+    }
+    assert "Risks" in searcher.sections and "Risks and Complications" in searcher.sections
 
 
 def test_unknown_filters_name_the_valid_values(searcher: Searcher) -> None:
@@ -52,7 +66,7 @@ def test_unknown_filters_name_the_valid_values(searcher: Searcher) -> None:
 
 
 def test_a_misspelt_name_still_finds_its_procedure(searcher: Searcher) -> None:
-    assert ranking(searcher, "colonscopy risks")[0][0] == "cpt-45378"
+    assert ranking(searcher, "colonscopy risks")[0][0] == "cpt-45378-diagnostic-colonoscopy"
 
 
 def test_the_answer_offsets_point_into_the_passage_text(searcher: Searcher) -> None:

@@ -120,7 +120,7 @@ def test_a_version_of_an_older_format_is_refused_with_how_to_rebuild(root: Path)
     manifest = json.loads((folder / "manifest.json").read_text("utf-8"))
     (folder / "manifest.json").write_text(json.dumps(manifest | {"format": 1}))
 
-    with pytest.raises(IndexMismatchError, match=r"index format 1, want 2: rebuild it with `procqa index --full`"):
+    with pytest.raises(IndexMismatchError, match=r"index format 1, want 3: rebuild it with `procqa index --full`"):
         load(root)
 
 

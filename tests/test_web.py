@@ -100,7 +100,7 @@ def test_page_assets_are_served(client: TestClient, path: str) -> None:
 
 
 def test_procedure_address_gives_browsers_a_page(client: TestClient) -> None:
-    response = client.get("/procedures/cpt-27447", headers={"Accept": BROWSER_ACCEPT})
+    response = client.get("/procedures/cpt-27447-total-knee-arthroplasty", headers={"Accept": BROWSER_ACCEPT})
 
     assert response.status_code == 200
     assert response.headers["content-type"] == "text/html; charset=utf-8"
@@ -111,7 +111,7 @@ def test_procedure_address_gives_browsers_a_page(client: TestClient) -> None:
 @pytest.mark.parametrize("accept", [None, "*/*", "application/json", "text/html;q=0.5, application/json"])
 def test_procedure_address_gives_api_clients_json(client: TestClient, accept: str | None) -> None:
     headers = {"Accept": accept} if accept else {}
-    response = client.get("/procedures/cpt-27447", headers=headers)
+    response = client.get("/procedures/cpt-27447-total-knee-arthroplasty", headers=headers)
 
     assert response.status_code == 200
     assert response.headers["content-type"] == "application/json"
@@ -388,7 +388,7 @@ def test_a_card_link_opens_the_whole_procedure_at_its_section(browser: Chrome, l
     link.send_keys(Keys.ENTER)
 
     WebDriverWait(browser, 15).until(lambda d: d.find_element(By.ID, "title").text == "Total knee arthroplasty")
-    assert browser.current_url == f"{live_url}/procedures/cpt-27447#section-recovery"
+    assert browser.current_url == f"{live_url}/procedures/cpt-27447-total-knee-arthroplasty#section-recovery"
     assert browser.title == "Total knee arthroplasty · procqa"
     names = [h.text for h in browser.find_elements(By.CSS_SELECTOR, "#sections h2")]
     assert "Summary" in names and "Recovery" in names

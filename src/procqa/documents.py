@@ -33,7 +33,7 @@ class Section:
 
 @dataclass(frozen=True)
 class Procedure:
-    """One procedure document."""
+    """One procedure document, whose id comes from its file (procqa.ingest.records.document_id)."""
 
     id: str
     title: str
@@ -43,6 +43,7 @@ class Procedure:
     source: str
     name: str | None = None
     aliases: tuple[str, ...] = field(default=())
+    record_line: int | None = None  # where its record starts in a file of many (JSON Lines)
 
     def section(self, name: str) -> Section | None:
         return next((s for s in self.sections if s.name == name), None)
@@ -50,7 +51,12 @@ class Procedure:
 
 @dataclass(frozen=True)
 class Passage:
-    """The unit of retrieval: one section of one procedure, with what it is embedded as."""
+    """The unit of retrieval: one section of one procedure, with what it is embedded as.
+
+    `heading` is the section's heading as the document wrote it, which is what users see;
+    `section_kind` what procqa knows it to be a variant of ("Recovery" for "Going home"),
+    None when it knows of none; `section` the label that ranking's section intent uses (the
+    canonical name where known, else the heading)."""
 
     id: int
     procedure_id: str
@@ -58,6 +64,8 @@ class Passage:
     code: str | None
     code_system: str | None
     section: str
+    heading: str
+    section_kind: str | None
     text: str
     units: tuple[str, ...]
     source: str

@@ -106,7 +106,11 @@ def search_from_query(
         str | None, Query(description="Only this procedure code.", openapi_examples=example("27447"))
     ] = None,
     section: Annotated[
-        str | None, Query(description="Only this section.", openapi_examples=example("Recovery"))
+        str | None,
+        Query(
+            description="Only this section: a heading as written or its kind, in any case.",
+            openapi_examples=example("Recovery"),
+        ),
     ] = None,
 ) -> SearchRequest:
     request = SearchRequest(query=q, k=k, code=code, section=section)

@@ -22,6 +22,7 @@ from procqa.api.dependencies import (
 )
 from procqa.api.pages import page, prefers_html
 from procqa.api.schemas import (
+    EXAMPLE_REF,
     HealthPublic,
     PassagePublic,
     ProcedurePublic,
@@ -60,7 +61,11 @@ def answer(searcher: Searcher, request: SearchRequest) -> SearchResponse:
 
 def _section(passage: Passage) -> SectionPublic:
     return SectionPublic(
-        name=passage.section, text=passage.text, source=passage.source, lines=(passage.line_start, passage.line_end)
+        name=passage.heading,
+        kind=passage.section_kind,
+        text=passage.text,
+        source=passage.source,
+        lines=(passage.line_start, passage.line_end),
     )
 
 
@@ -112,7 +117,7 @@ def get_procedure(
     request: Request,
     response: Response,
     service: ServiceDep,
-    procedure_id: Annotated[str, Path(pattern=PROCEDURE_ID, openapi_examples=example("cpt-22849"))],
+    procedure_id: Annotated[str, Path(pattern=PROCEDURE_ID, openapi_examples=example(EXAMPLE_REF["id"]))],
 ) -> Response | ProcedurePublic:
     """Show one procedure with the text of all its sections; a browser gets it as a page."""
     if prefers_html(request.headers.get("accept", "")):

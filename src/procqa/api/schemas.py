@@ -10,7 +10,7 @@ from pydantic import BaseModel, Field
 from procqa.documents import Hit
 
 EXAMPLE_REF = {
-    "id": "cpt-22849",
+    "id": "cpt-22849-reinsertion-of-spinal-fixation-device",
     "title": "Reinsertion of spinal fixation device",
     "code": "22849",
     "code_system": "CPT",
@@ -36,6 +36,7 @@ EXAMPLES: dict[str, Any] = {
                 "confidence": 0.93,
                 "procedure": EXAMPLE_REF,
                 "section": "Recovery",
+                "section_kind": "Recovery",
                 "text": EXAMPLE_RECOVERY,
                 "answer": EXAMPLE_ANSWER,
                 "answer_start": EXAMPLE_START,
@@ -51,12 +52,19 @@ EXAMPLES: dict[str, Any] = {
         "sections": [
             {
                 "name": "Summary",
+                "kind": "Summary",
                 "text": "Reinsertion of a spinal fixation device is a surgical procedure where previously placed "
                 "hardware, such as screws, rods, or plates, is reinstalled to stabilize the spine.",
                 "source": EXAMPLE_SOURCE,
                 "lines": [6, 7],
             },
-            {"name": "Recovery", "text": EXAMPLE_RECOVERY, "source": EXAMPLE_SOURCE, "lines": [38, 40]},
+            {
+                "name": "Recovery",
+                "kind": "Recovery",
+                "text": EXAMPLE_RECOVERY,
+                "source": EXAMPLE_SOURCE,
+                "lines": [38, 40],
+            },
         ],
     },
     "health": {"status": "ok"},
@@ -82,11 +90,18 @@ class SearchRequest(BaseModel):
     )
     k: int = Field(10, description="How many passages to return, 1 to PROCQA_MAX_K (default 100).")
     code: str | None = Field(None, description="Only passages of the procedure with this code.", examples=["22849"])
-    section: str | None = Field(None, description="Only passages of this section.", examples=["Recovery"])
+    section: str | None = Field(
+        None,
+        description="Only passages under this heading as written, or of this kind of section, in any case.",
+        examples=["Recovery"],
+    )
 
 
 class ProcedureRef(BaseModel):
-    id: str = Field(examples=["cpt-22849"])
+    id: str = Field(
+        description="Unique in the collection, from the document's path (and line, in JSON Lines).",
+        examples=["cpt-22849-reinsertion-of-spinal-fixation-device"],
+    )
     title: str = Field(examples=["Reinsertion of spinal fixation device"])
     code: str | None = Field(examples=["22849"])
     code_system: str | None = Field(examples=["CPT"])
@@ -104,7 +119,12 @@ class PassagePublic(BaseModel):
         "collections the model was not fitted on.",
     )
     procedure: ProcedureRef
-    section: str = Field(examples=["Recovery"])
+    section: str = Field(description="The section's heading as the document writes it.", examples=["Going home"])
+    section_kind: str | None = Field(
+        description="What the heading is a variant of, where procqa knows: a canonical section or a common "
+        "health-page heading; null otherwise.",
+        examples=["Recovery"],
+    )
     text: str
     answer: str
     answer_start: int = Field(description="Offset of `answer` in `text`.")
@@ -121,7 +141,8 @@ class PassagePublic(BaseModel):
             score=round(hit.score, 4),
             confidence=confidence,
             procedure=ProcedureRef(id=p.procedure_id, title=p.title, code=p.code, code_system=p.code_system),
-            section=p.section,
+            section=p.heading,
+            section_kind=p.section_kind,
             text=p.text,
             answer=hit.answer,
             answer_start=hit.answer_start,
@@ -146,7 +167,8 @@ class SearchResponse(BaseModel):
 
 
 class SectionPublic(BaseModel):
-    name: str
+    name: str = Field(description="The heading as the document writes it.", examples=["Going home"])
+    kind: str | None = Field(description="What the heading is a variant of; null when unknown.", examples=["Recovery"])
     text: str
     source: str
     lines: tuple[int, int]

@@ -1,8 +1,9 @@
-"""Rankers evaluated side by side: BM25 and dense retrieval over bare passage text, their
-reciprocal-rank fusion, and procqa's Searcher; and the embedding cache they share.
+"""Rankers evaluated side by side: BM25 and dense retrieval over each passage as
+'title. heading: text', their reciprocal-rank fusion, and procqa's Searcher; and the
+embedding cache they share.
 
-The baselines see only `passage.text`, not the title and section procqa embeds with it, so
-the comparison shows what procqa adds over retrieving sections as they are written.
+The baselines see what a reader of the page sees (its title, the heading as written and the
+text), so the comparison shows what procqa adds over retrieving sections as they are written.
 """
 
 from __future__ import annotations
@@ -103,8 +104,14 @@ def cached_vectors(
     return vectors
 
 
+def baseline_text(passage: Passage) -> str:
+    """'title. heading: text', the heading as written; a passage without a heading (a BEIR
+    record, whose text begins with its title) as it is."""
+    return f"{passage.title}. {passage.heading}: {passage.text}" if passage.heading else passage.text
+
+
 class LexicalRanker:
-    """BM25 over the bare passage text; passages sharing no word with the query are left out."""
+    """BM25 over the baseline texts; passages sharing no word with the query are left out."""
 
     name = "bm25"
 
@@ -116,7 +123,7 @@ class LexicalRanker:
 
 
 class DenseRanker:
-    """Cosine similarity of the query with the embedded bare passage text."""
+    """Cosine similarity of the query with the embedded baseline texts."""
 
     name = "dense"
 
@@ -168,9 +175,9 @@ class SearcherRanker:
 def baseline_rankers(
     passages: Sequence[Passage], embedder: Embedder, *, cache: Path, progress: Progress | None = None
 ) -> list[Ranker]:
-    """BM25, dense and their fusion over the bare text of the passages; the passage
+    """BM25, dense and their fusion over 'title. heading: text' of the passages; the passage
     embeddings come from `cache` when an earlier run stored them."""
-    texts = [p.text for p in passages]
+    texts = [baseline_text(p) for p in passages]
     lexical = LexicalRanker(texts)
     dense = DenseRanker(cached_vectors(texts, embedder, cache, progress=progress), embedder)
     return [lexical, dense, FusionRanker([lexical, dense])]

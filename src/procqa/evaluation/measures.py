@@ -2,13 +2,14 @@
 
 Ranking metrics (hit@1, hit@5, MRR@k, nDCG@k) come from pytrec_eval on the top k of each
 run. Three more look at the passages ranked: procedure@1 (the top passage is of the gold
-procedure), section@1 (it is in a gold section) and, for questions naming no procedure,
-section_share@5 (the share of the top five in a gold section). Latency is the wall time of
-one ranking call, with the query's embeddings computed beforehand in one batch.
+procedure), section@1 (it is in a gold section, by its heading or its kind) and, for
+questions naming no procedure, section_share@5 (the share of the top five in a gold section).
 answer@1, for questions labelled with the page's words that answer them and a ranker that
 highlights an answer (procqa), is whether the top passage's highlighted unit is the gold
 answer's: it holds the gold words, or they hold it (a gold answer of two sentences, one
 highlighted), whitespace and case aside.
+Latency is the wall time of one ranking call, with the query's embeddings computed beforehand
+in one batch.
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ import numpy as np
 import pytrec_eval
 
 from procqa.documents import Passage
-from procqa.evaluation.questions import SPLITS, Benchmark, Question
+from procqa.evaluation.questions import SPLITS, Benchmark, Question, section_match
 
 HIT1 = "hit@1"
 HIT5 = "hit@5"
@@ -99,9 +100,9 @@ def answer_measures(question: Question, ranked: Sequence[Passage], highlighted: 
     if question.procedures is not None:
         out[PROCEDURE1] = float(first is not None and first.procedure_id in question.procedures)
     if question.sections:
-        out[SECTION1] = float(first is not None and first.section in question.sections)
+        out[SECTION1] = float(first is not None and section_match(first, question.sections) is not None)
     if question.any_procedure:
-        out[SHARE5] = sum(p.section in question.sections for p in ranked[:5]) / 5
+        out[SHARE5] = sum(section_match(p, question.sections) is not None for p in ranked[:5]) / 5
     return out
 
 

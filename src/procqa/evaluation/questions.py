@@ -2,8 +2,10 @@
 file, or a BEIR folder; each question knows which passages answer it, and its split.
 
 Relevance is on (procedure, section) pairs for question files: a passage answers when its
-procedure is the gold one (or any procedure, when the question names none) and its section
-is a gold section. In a BEIR folder every record is one passage and relevance is per record.
+procedure is the gold one (or any procedure, when the question names none) and it is in a
+gold section: its heading as written is one, or else its kind is ("Recovery" for "Going
+home"), in any case. Each question records which of the two it was judged by. In a BEIR
+folder every record is one passage and relevance is per record.
 """
 
 from __future__ import annotations
@@ -13,18 +15,23 @@ import hashlib
 import json
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
+from functools import cache
 from pathlib import Path
 from typing import Any
 
 from procqa.documents import Passage
 from procqa.errors import ParseError
 from procqa.ingest.sections import canonical_section
+from procqa.text import code_key
 
 DEV = "dev"
 HELDOUT = "heldout"
 SPLITS = (DEV, HELDOUT)
 SECTION_LEVEL = "section"
 DOCUMENT_LEVEL = "document"
+BY_HEADING = "heading"
+BY_KIND = "kind"
+MATCHED_BY = (BY_HEADING, BY_KIND)
 
 
 def split_of(question: str) -> str:
@@ -43,6 +50,7 @@ class Question:
     sections: tuple[str, ...] = ()
     kind: str = ""
     gold: str | None = None
+    matched_by: str = ""  # BY_HEADING or BY_KIND: how its gold sections found their passages
     answer: str | None = None  # the words of the page that answer it, where labelled
 
     @property
@@ -70,32 +78,58 @@ class Benchmark:
     level: str = SECTION_LEVEL
 
 
+@cache
+def _gold_keys(sections: tuple[str, ...]) -> tuple[frozenset[str], frozenset[str]]:
+    """The gold sections as headings and as kinds, casefolded; a known variant ('Aftercare')
+    also stands for its canonical kind ('Recovery')."""
+    headings = frozenset(s.strip().casefold() for s in sections)
+    canonical = (canonical_section(s) for s in sections)
+    return headings, headings | frozenset(c.casefold() for c in canonical if c)
+
+
+def section_match(passage: Passage, sections: Sequence[str]) -> str | None:
+    """BY_HEADING when the passage's heading as written is a gold section, else BY_KIND when
+    its kind is one, else None (case-insensitively)."""
+    headings, kinds = _gold_keys(tuple(sections))
+    if passage.heading.casefold() in headings:
+        return BY_HEADING
+    if passage.section_kind is not None and passage.section_kind.casefold() in kinds:
+        return BY_KIND
+    return None
+
+
 def relevant_passages(
     passages: Iterable[Passage], procedures: frozenset[str] | None, sections: Sequence[str]
-) -> dict[int, int]:
-    """Passages of a gold procedure (any, when None) in a gold section, each with grade 1."""
-    wanted = set(sections)
-    return {p.id: 1 for p in passages if p.section in wanted and (procedures is None or p.procedure_id in procedures)}
+) -> dict[int, str]:
+    """Passages of a gold procedure (any, when None) in a gold section, each with how its
+    section matched (BY_HEADING or BY_KIND)."""
+    found = {}
+    for p in passages:
+        if procedures is None or p.procedure_id in procedures:
+            if how := section_match(p, sections):
+                found[p.id] = how
+    return found
 
 
 def _procedures_by_code(passages: Sequence[Passage], code: str) -> frozenset[str]:
-    key = code.strip().upper()
-    return frozenset(p.procedure_id for p in passages if p.code and p.code.strip().upper() == key)
+    key = code_key(code)
+    return frozenset(p.procedure_id for p in passages if p.code and code_key(p.code) == key)
 
 
 def _procedures_by_doc(passages: Sequence[Passage], doc: str) -> frozenset[str]:
+    """Every procedure with this id or title: pages sharing a title all answer."""
     key = doc.strip().casefold()
     return frozenset(p.procedure_id for p in passages if key in (p.procedure_id.casefold(), p.title.casefold()))
 
 
 def _sections(record: Mapping[str, Any]) -> tuple[str, ...]:
-    """The gold sections, as the index names them: a heading as written in the documents
-    ("Overview", "Complications") is the canonical section it is indexed under."""
+    """The gold sections as the questions file writes them: headings as the documents write
+    them ("6. Afterwards", "Overview") or kinds of section ("Recovery")."""
     value = record.get("sections", record.get("section"))
     if isinstance(value, str):
         value = [value]
     if isinstance(value, list) and value and all(isinstance(v, str) for v in value):
-        return tuple(canonical_section(v) or v for v in value)
+        return tuple(value)
     raise ValueError("needs `sections` (a list of names) or `section` (a name)")
 
 
@@ -114,14 +148,16 @@ def parse_question(record: Mapping[str, Any], passages: Sequence[Passage], qid: 
     else:
         gold = record.get("code")
         procedures = None if gold is None else _procedures_by_code(passages, str(gold))
+    found = relevant_passages(passages, procedures, sections)
     return Question(
         id=qid,
         text=text.strip(),
-        relevant=relevant_passages(passages, procedures, sections),
+        relevant=dict.fromkeys(found, 1),
         procedures=procedures,
         sections=sections,
         kind=str(record.get("kind") or ""),
         gold=None if gold is None else str(gold),
+        matched_by=BY_HEADING if BY_HEADING in found.values() else BY_KIND if found else "",
         answer=record["answer"].strip() or None if isinstance(record.get("answer"), str) else None,
     )
 
@@ -182,6 +218,8 @@ def read_beir(folder: Path, *, split: str = "test") -> Benchmark:
             code=None,
             code_system=None,
             section="",
+            heading="",
+            section_kind=None,
             text=" ".join(t for t in (r.get("title"), r.get("text")) if t),
             units=(),
             source=str(files[0]),

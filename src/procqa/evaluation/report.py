@@ -23,15 +23,15 @@ from procqa.evaluation.measures import (
     measure_names,
     misses,
 )
-from procqa.evaluation.questions import SPLITS
+from procqa.evaluation.questions import MATCHED_BY, SPLITS, Question
 from procqa.files import write_atomic
 
 MARKDOWN = "eval.md"
 JSON = "eval.json"
 CHART = "hit1_by_section.png"
 DESCRIPTIONS = {
-    "bm25": "BM25 (bm25s, stemmed, stop words removed) over the bare passage text",
-    "dense": "cosine similarity of embedded bare passage text, same model as procqa",
+    "bm25": "BM25 (bm25s, stemmed, stop words removed) over 'title. heading: text'",
+    "dense": "cosine similarity of embedded 'title. heading: text', same model as procqa",
     "rrf": "reciprocal-rank fusion (constant 60) of the bm25 and dense top 100",
     "procqa": "procqa's Searcher: dense + BM25 + procedure recognition + section intent",
 }
@@ -87,9 +87,32 @@ def _procedure(passage: Passage, score: float) -> dict[str, Any]:
         "procedure_id": passage.procedure_id,
         "title": passage.title,
         "code": passage.code,
-        "section": passage.section,
+        "section": passage.heading,
+        "section_kind": passage.section_kind,
         "score": round(score, 4),
     }
+
+
+def judged(evaluation: Evaluation) -> list[Question]:
+    left_out = {q.id for q in evaluation.unjudged}
+    return [q for q in evaluation.benchmark.questions if q.id not in left_out]
+
+
+def matched_by(questions: Sequence[Question]) -> dict[str, int]:
+    """How many questions' gold sections found their passages by heading as written, and
+    how many only by kind; empty for questions judged per document (BEIR)."""
+    counts = {how: sum(q.matched_by == how for q in questions) for how in MATCHED_BY}
+    return counts if any(counts.values()) else {}
+
+
+def _matched_note(questions: Sequence[Question]) -> str:
+    counts = matched_by(questions)
+    if not counts:
+        return ""
+    return (
+        f" Gold sections matched {counts['heading']} questions by the heading as written and "
+        f"{counts['kind']} by its kind only."
+    )
 
 
 def miss_record(outcome: Outcome, passages: Sequence[Passage]) -> dict[str, Any]:
@@ -105,6 +128,7 @@ def miss_record(outcome: Outcome, passages: Sequence[Passage]) -> dict[str, Any]
             "code": q.gold,
             "procedures": None if q.procedures is None else sorted(q.procedures),
             "sections": list(q.sections),
+            "matched_by": q.matched_by,
         },
         "top": None if top is None else _procedure(passages[top[0]], top[1]),
         "first_relevant_rank": outcome.first_relevant(),
@@ -124,6 +148,7 @@ def record(
         "k": evaluation.k,
         "passages": len(passages),
         "questions": len(bench.questions) - len(evaluation.unjudged),
+        "gold_sections_matched_by": matched_by(judged(evaluation)),
         "unjudged": [
             {"id": q.id, "question": q.text, "gold": q.gold, "sections": list(q.sections)} for q in evaluation.unjudged
         ],
@@ -159,8 +184,9 @@ def markdown(
     parts = [
         f"# Retrieval evaluation: {bench.name}",
         f"{len(outcomes)} questions ({counts['dev']} dev, {counts['heldout']} held out) over {len(bench.passages)} "
-        f"passages; relevance by {relevance}; rankings cut at k = {k}. Latency is one ranking call with the "
-        "query embedded beforehand in a batch." + "".join(f" {note}" for note in notes),
+        f"passages; relevance by {relevance}; rankings cut at k = {k}.{_matched_note(judged(evaluation))} "
+        "Latency is one ranking call with the query embedded beforehand in a batch."
+        + "".join(f" {note}" for note in notes),
         "## Systems, all questions",
         side_by_side(evaluation),
         "\n".join(f"- **{name}**: {DESCRIPTIONS.get(name, name)}" for name in evaluation.systems),

@@ -11,7 +11,7 @@ index/
     units.npy              answer-unit embeddings (float32)
     intents.npy            section-intent example embeddings (float32)
     lexical/               bm25s index
-    columns/               per passage: procedure, section, line and unit offsets, content keys;
+    columns/               per passage: procedure, section, heading, line and unit offsets, content keys;
                            per procedure: its distinct words (see WordBags)
 
 Loading reads what every query needs of every passage from columns/; a version of more than
@@ -42,7 +42,8 @@ from procqa.index.columns import COLUMNS, Columns, WordBags
 from procqa.index.lexical import Lexical
 from procqa.index.storage import REBUILD_HINT, Rows, StoredPassages, current_version, damaged, passage_from_record
 
-FORMAT = 2  # 2: columns/ always written, sizes and digests per file, typed procedure records
+FORMAT = 3  # 2: columns/ always written, sizes and digests per file, typed procedure records;
+# 3: each passage's heading as written and its kind
 IN_MEMORY_MAX = 50_000  # passages; a larger version's passages and embeddings stay on disk
 
 

@@ -139,6 +139,8 @@ def passage_from_record(record: dict[str, Any]) -> Passage:
         code=record["code"],
         code_system=record["code_system"],
         section=record["section"],
+        heading=record["heading"],
+        section_kind=record["section_kind"],
         text=record["text"],
         units=tuple(record["units"]),
         source=record["source"],

@@ -6,6 +6,7 @@ import hashlib
 from collections.abc import Iterable
 
 from procqa.documents import Passage, Procedure
+from procqa.ingest.sections import section_kind
 
 
 def chunk(procedures: Iterable[Procedure]) -> list[Passage]:
@@ -21,6 +22,8 @@ def chunk(procedures: Iterable[Procedure]) -> list[Passage]:
                     code=procedure.code,
                     code_system=procedure.code_system,
                     section=section.name,
+                    heading=section.heading or section.name,
+                    section_kind=section_kind(section.name),
                     text=section.text,
                     units=tuple(unit.render() for unit in section.units),
                     source=procedure.source,

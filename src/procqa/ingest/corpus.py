@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import hashlib
 from collections import Counter
-from dataclasses import dataclass, field
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from procqa.documents import Procedure
 from procqa.errors import ParseError
 from procqa.ingest.reading import SUFFIXES, parse_file
+from procqa.ingest.records import document_id
+from procqa.text import code_key
 
 
 @dataclass(frozen=True)
@@ -21,6 +24,9 @@ class Corpus:
     fingerprint: str
     passed_over: Counter[str] = field(default_factory=Counter)
     """Files not read, by reason: HIDDEN or OTHER_TYPE."""
+    warnings: tuple[ParseError, ...] = ()
+    """What is indexed but worth knowing: documents sharing a title or a code, paths that
+    make the same id."""
 
     def why_empty(self) -> str:
         """Why no procedure came out of the folder, counted by reason."""
@@ -56,11 +62,12 @@ def document_paths(folder: Path) -> tuple[list[Path], Counter[str]]:
 
 
 def read_corpus(folder: Path, *, max_bytes: int = 2_000_000) -> Corpus:
-    """Parse every document; duplicates of an id already seen are reported, not indexed."""
+    """Parse every document, each under an id from its path below `folder`. Documents that
+    share a title or a code are all indexed, and reported once as a warning."""
     if not folder.is_dir():
         raise ParseError(folder, 0, "corpus folder does not exist")
     digest = hashlib.sha256()
-    procedures: dict[str, Procedure] = {}
+    procedures: list[Procedure] = []
     problems: list[ParseError] = []
     paths, passed_over = document_paths(folder)
     for path in paths:
@@ -77,10 +84,50 @@ def read_corpus(folder: Path, *, max_bytes: int = 2_000_000) -> Corpus:
         digest.update(str(shown).encode() + b"\0" + hashlib.sha256(data).digest())
         parsed, errors = parse_file(shown, data)
         problems += errors
-        for procedure in parsed:
-            if procedure.id in procedures:
-                first = procedures[procedure.id].source
-                problems.append(ParseError(shown, 1, f"procedure id {procedure.id} already defined in {first}"))
-            else:
-                procedures[procedure.id] = procedure
-    return Corpus(tuple(procedures.values()), tuple(problems), digest.hexdigest()[:16], passed_over)
+        rel = path.relative_to(folder)
+        procedures += [replace(p, id=document_id(rel, p.record_line)) for p in parsed]
+    unique, renamed = unique_ids(procedures)
+    warnings = [*renamed, *_shared(unique, "title", lambda p: p.title.casefold())]
+    warnings += _shared(unique, "code", lambda p: code_key(p.code) if p.code else None)
+    return Corpus(tuple(unique), tuple(problems), digest.hexdigest()[:16], passed_over, tuple(warnings))
+
+
+def unique_ids(procedures: Sequence[Procedure]) -> tuple[list[Procedure], list[ParseError]]:
+    """The procedures with ids made unique in their order: a later document whose path makes
+    an id already taken ('a b.txt', 'a-b.md') gets the first free '-2', '-3', ...; a warning
+    for each."""
+    wanted = {p.id for p in procedures}
+    first: dict[str, Procedure] = {}
+    out: list[Procedure] = []
+    warnings: list[ParseError] = []
+    for procedure in procedures:
+        ident = procedure.id
+        if ident in first:
+            ident = next(f"{ident}-{n}" for n in range(2, len(procedures) + 2) if f"{ident}-{n}" not in wanted)
+            wanted.add(ident)
+            other = first[procedure.id].source
+            reason = f"its path makes the id {procedure.id}, as {other} does: indexed as {ident}"
+            warnings.append(_warning(procedure, reason))
+        first.setdefault(ident, procedure)
+        out.append(replace(procedure, id=ident))
+    return out, warnings
+
+
+def _shared(procedures: Sequence[Procedure], what: str, key: Callable[[Procedure], str | None]) -> list[ParseError]:
+    """One warning per title (or code) that several documents share; all of them are indexed."""
+    groups: dict[str, list[Procedure]] = {}
+    for procedure in procedures:
+        if (found := key(procedure)) is not None:
+            groups.setdefault(found, []).append(procedure)
+    warnings = []
+    for group in groups.values():
+        if len(group) > 1:
+            value = group[0].title if what == "title" else f"{group[0].code_system or ''} {group[0].code}".strip()
+            others = ", ".join(p.source for p in group[1:])
+            reason = f"{len(group)} documents share the {what} {value!r} (also {others}); all are indexed"
+            warnings.append(_warning(group[0], reason))
+    return warnings
+
+
+def _warning(procedure: Procedure, reason: str) -> ParseError:
+    return ParseError(procedure.source, procedure.record_line or 1, reason)

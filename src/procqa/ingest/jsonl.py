@@ -41,7 +41,9 @@ def _jsonl_record(path: str | Path, number: int, line: str) -> Procedure:
     code = str(record["code"]).strip() if record.get("code") not in (None, "") else None
     system = normalise_system(str(record.get("code_system") or "")) or ("CPT" if code else None)
     name = str(record["name"]).strip() if record.get("name") else None
-    return procedure_of(path, title, code, system, spans, name=name, aliases=aliases_of(record.get("aliases")))
+    return procedure_of(
+        path, title, code, system, spans, name=name, aliases=aliases_of(record.get("aliases")), line=number
+    )
 
 
 def parse_jsonl(path: str | Path, text: str) -> Iterator[Procedure | ParseError]:

@@ -135,8 +135,8 @@ def _heading_name(heading: str) -> str:
     return canonical_section(bare) or bare
 
 
-def parse_pdf(path: str | Path, data: bytes) -> Procedure:
-    """One PDF leaflet: title, sections by heading, running headers and footers left out."""
+def _read_lines(path: str | Path, data: bytes) -> tuple[list[Line], str]:
+    """The leaflet's lines less running headers and footers, and the title its metadata gives."""
     reader = _reader(path, data)
     try:
         pages = [_page_lines(number, page) for number, page in enumerate(reader.pages, start=1)]
@@ -150,24 +150,39 @@ def parse_pdf(path: str | Path, data: bytes) -> Procedure:
     lines = [line for lines in pages for index, line in enumerate(lines) if (line.page, index) not in running]
     if not lines:
         raise ParseError(path, 1, "no text besides running headers and footers")
+    return lines, meta_title
+
+
+def _body_size(lines: list[Line]) -> float:
+    """The type size most of the text is set in."""
     body: Counter[float] = Counter()
     for line in lines:
         body[round(line.size, 1)] += len(line.text)
-    body_size = body.most_common(1)[0][0]
+    return body.most_common(1)[0][0]
+
+
+def _styled(lines: list[Line], body_size: float) -> list[Line]:
+    """Lines set as headings; with no type to go by, numbered short lines without a full stop."""
     styled = [line for line in lines if _is_heading_style(line, body_size)]
-    if not styled:  # no type to go by: numbered short lines without a full stop are headings
-        styled = [
-            ln for ln in lines if NUMBERED.match(ln.text) and len(ln.text.split()) <= 10 and ln.text[-1] not in ".,;"
-        ]
-    title_line: Line | None = None
+    if styled:
+        return styled
+    return [ln for ln in lines if NUMBERED.match(ln.text) and len(ln.text.split()) <= 10 and ln.text[-1] not in ".,;"]
+
+
+def _title_line(lines: list[Line], body_size: float, meta_title: str) -> Line | None:
+    """The largest line on the first page when set larger than the body, else a title-like first line."""
     first_page = [line for line in lines if line.page == lines[0].page]
     largest = max(first_page, key=lambda line: line.size)
     if largest.size >= body_size * 1.15 and not NUMBERED.match(largest.text):
-        title_line = largest
-    if title_line is None and not meta_title and _is_title_like(lines[0].text):
-        title_line = lines[0]
-    title = title_line.text if title_line else meta_title or _title_of_name(path)
-    headings = {id(line): (round(line.size, 1), line.bold) for line in styled if line is not title_line}
+        return largest
+    return lines[0] if not meta_title and _is_title_like(lines[0].text) else None
+
+
+def _spans(
+    lines: list[Line], title_line: Line | None, headings: dict[int, tuple[float, bool]], body_size: float
+) -> tuple[list[Span], tuple[str, str | None] | None]:
+    """Sections under the top heading style (lesser headings label the lines below them),
+    wrapped lines joined; and a code line before the first section."""
     top = max(headings.values(), default=None)
     lead = LEAD if top else WHOLE
     spans: list[Span] = [(canonical_section(lead) or lead, lead, 0, [], 0)]
@@ -202,10 +217,22 @@ def parse_pdf(path: str | Path, data: bytes) -> Procedure:
             if follows:
                 body_lines[-1] = f"{body_lines[-1]} {line.text}"
             else:
-                text = f"- {label}: {line.text}" if label and not BULLET.match(line.text) else line.text
-                body_lines.append(text)
+                body_lines.append(f"- {label}: {line.text}" if label and not BULLET.match(line.text) else line.text)
             spans[-1] = (name, heading, start or line.page, body_lines, line.page)
             previous = line
+    return spans, code
+
+
+def parse_pdf(path: str | Path, data: bytes) -> Procedure:
+    """One PDF leaflet: title, sections by heading, running headers and footers left out."""
+    lines, meta_title = _read_lines(path, data)
+    body_size = _body_size(lines)
+    title_line = _title_line(lines, body_size, meta_title)
+    title = title_line.text if title_line else meta_title or _title_of_name(path)
+    headings = {
+        id(line): (round(line.size, 1), line.bold) for line in _styled(lines, body_size) if line is not title_line
+    }
+    spans, code = _spans(lines, title_line, headings, body_size)
     if not any(body_lines for _, _, _, body_lines, _ in spans):
         raise ParseError(path, 1, "no text besides the title and headings")
     code_value, system = code if code else code_from_name(path)

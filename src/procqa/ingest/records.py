@@ -23,6 +23,9 @@ Span = tuple[str, str, int, list[str], int]
 LEAD = "Overview"
 """The heading of the text between a document's title and its first section heading (a
 known variant of Summary), in every format."""
+ID_CHARS = 80
+"""The longest slug of a path in an id, leaving room for a line number and a '-2' (the API
+takes ids of up to 100 characters)."""
 WHOLE = "Text"
 """The one section of an HTML page or PDF leaflet without section headings."""
 
@@ -35,11 +38,13 @@ def normalise_system(system: str | None) -> str | None:
     return CODE_SYSTEMS.get(key, system.strip().upper())
 
 
-def procedure_id(title: str, code: str | None, code_system: str | None) -> str:
-    """'cpt-22849' for a coded procedure, a slug of the title otherwise."""
-    if code:
-        return f"{slugify(code_system or 'code')}-{code.lower()}"
-    return slugify(title)[:80] or "untitled"
+def document_id(path: str | Path, line: int | None = None) -> str:
+    """A document's id from its path (relative to its collection), slugified without the
+    suffix: 'nhs/stroke.md' -> 'nhs-stroke'; a record of a file of many adds its line:
+    'guide-3' for line 3 of guide.jsonl. Never from the title, which documents may share."""
+    stem = Path(path).with_suffix("")
+    slug = slugify("-".join(stem.parts))[:ID_CHARS].strip("-") or "untitled"
+    return slug if line is None else f"{slug}-{line}"
 
 
 def decode(path: str | Path, data: bytes) -> str:
@@ -109,9 +114,13 @@ def procedure_of(
     *,
     name: str | None = None,
     aliases: tuple[str, ...] = (),
+    line: int | None = None,
 ) -> Procedure:
+    """A procedure of a file (`line`: where its record starts in a file of many). Its id is
+    from the file's name until read_corpus, which knows the collection's folder, gives the one
+    from its path below it."""
     return Procedure(
-        id=procedure_id(title, code, system),
+        id=document_id(Path(path).name, line),
         title=title,
         code=code,
         code_system=system if code else None,
@@ -119,6 +128,7 @@ def procedure_of(
         source=str(path),
         name=name,
         aliases=aliases,
+        record_line=line,
     )
 
 

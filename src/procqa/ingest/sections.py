@@ -36,6 +36,9 @@ class SectionInfo:
     description: str
     aliases: tuple[str, ...]
     examples: tuple[str, ...]
+    variants: tuple[str, ...] = ()
+    """Headings that are this section in other words but keep their own name and intent
+    ("Going Home": Recovery): they give only the kind of section they are."""
 
 
 def heading_key(heading: str) -> str:
@@ -52,6 +55,7 @@ def _read(file: str) -> dict[str, SectionInfo]:
             description=entry["description"],
             aliases=tuple(entry["aliases"]),
             examples=tuple(entry["examples"]),
+            variants=tuple(entry.get("variants", ())),
         )
         for name, entry in raw.items()
     }
@@ -111,3 +115,29 @@ def _alias_table() -> dict[str, str]:
 def canonical_section(heading: str) -> str | None:
     """The canonical name of a heading, or None when it is not one of the known variants."""
     return _alias_table().get(heading_key(heading))
+
+
+def section_kind(name: str) -> str | None:
+    """What a section is a variant of, from its name (canonical where known): the canonical
+    section ("Recovery" for "Going home"), else the common or canonical heading it varies or
+    names most of ("Symptoms" for "Signs and Symptoms", "Risks and Complications" for "What
+    are the risks?"); None for a heading procqa knows nothing of."""
+    if canonical := canonical_section(name) or _variant_table().get(heading_key(name)):
+        return canonical
+    if found := _heading_table().get(heading_key(name)):
+        return found.name
+    words = set(stems([name])[0])
+    fits = [(bag, info) for bag, info in _heading_words() if bag <= words and 2 * len(bag) >= len(words)]
+    # of names as long, one of a thing ("risks") over one of a question word ("what is it")
+    best = min(fits, key=lambda fit: (-len(fit[0]), len(fit[0] & _question_words())), default=None)
+    return best[1].name if best else None
+
+
+@cache
+def _variant_table() -> dict[str, str]:
+    return {heading_key(variant): info.name for info in section_info().values() for variant in info.variants}
+
+
+@cache
+def _question_words() -> frozenset[str]:
+    return frozenset(stems(["what how why when who where which"])[0])

@@ -101,7 +101,8 @@ class Searcher:
         return named, [query] if residual == query else [query, residual]
 
     def allowed(self, *, code: str | None = None, section: str | None = None) -> np.ndarray | None:
-        """Ascending rows within the filters; None without filters."""
+        """Ascending rows within the filters; None without filters. A section is a heading as
+        written or the kind of one, in any case."""
         f = self.features
         section_rows = None if section is None else f.section_rows.get(section.strip().casefold())
         if section is not None and section_rows is None:

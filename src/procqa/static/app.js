@@ -59,6 +59,11 @@ function passageWithAnswer(result) {
   );
 }
 
+// The kind of a section is shown only where it says more than the heading ("Going home": Recovery).
+function isOtherKind(heading, kind) {
+  return Boolean(kind) && kind.toLowerCase() !== heading.toLowerCase();
+}
+
 function card(result) {
   const procedure = result.procedure;
   const titleId = `result-${result.rank}-title`;
@@ -67,6 +72,9 @@ function card(result) {
   const code = codeLabel(procedure);
   if (code) tags.append(el("span", { class: "badge", title: "Procedure code" }, code));
   tags.append(el("span", { class: "section-name" }, result.section));
+  if (isOtherKind(result.section, result.section_kind)) {
+    tags.append(el("span", { class: "section-kind", title: "What this heading is a variant of" }, result.section_kind));
+  }
   const [first, last] = result.lines;
   const confidence = `${Math.round(result.confidence * 100)}% confident`;
   tags.append(el("span", { class: "confidence", title: "Chance this passage answers the question" }, confidence));
@@ -190,6 +198,7 @@ function procedurePage(article) {
           "section",
           { id, class: "section", tabindex: "-1", "aria-labelledby": `${id}-title` },
           el("h2", { id: `${id}-title` }, section.name),
+          isOtherKind(section.name, section.kind) ? el("p", { class: "section-kind" }, section.kind) : "",
           el("p", { class: "section-text" }, section.text),
           el("p", { class: "where" }, `${section.source}, lines ${first}–${last}`),
         ),
