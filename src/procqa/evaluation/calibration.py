@@ -71,15 +71,17 @@ class CoverageMeasures:
     raw_auroc: float
 
 
-def _rows(observations: Sequence[Observation]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Confidence rows (question and result features), their labels, and their collections."""
-    rows, labels, groups = [], [], []
+def _rows(observations: Sequence[Observation]) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Confidence rows (question and result features), their labels, their collections, and
+    which rows are top results."""
+    rows, labels, groups, top = [], [], [], []
     for o in observations:
         for i, right in enumerate(o.relevant[:RESULTS]):
             rows.append(np.concatenate([o.evidence.question, o.evidence.results[i]]))
             labels.append(right)
             groups.append(o.collection)
-    return np.array(rows, dtype=np.float64), np.array(labels, dtype=np.int64), np.array(groups)
+            top.append(i == 0)
+    return np.array(rows, dtype=np.float64), np.array(labels, dtype=np.int64), np.array(groups), np.array(top)
 
 
 def _logistic(pipeline: Pipeline, features: Sequence[str], iso: IsotonicRegression | None = None) -> Logistic:
@@ -114,10 +116,9 @@ def fit(observations: Sequence[Observation]) -> Calibration:
     coverage = _model().fit(x, y)
     held = _out_of_fold(x, y, groups)
     threshold = float(np.quantile(held[y == 1], FLAG_ANSWERABLE)) if (y == 1).any() else 0.5
-    rows, labels, row_groups = _rows(observations)
+    rows, labels, row_groups, top = _rows(observations)
     confidence = _model().fit(rows, labels)
     # the map is fitted on top results, whose confidence is the one people read first
-    top = rows[:, len(QUESTION_FEATURES) + RESULT_FEATURES.index("rank")] == 0
     iso = IsotonicRegression(out_of_bounds="clip", y_min=0.0, y_max=1.0).fit(
         _out_of_fold(rows, labels, row_groups)[top], labels[top]
     )

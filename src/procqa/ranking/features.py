@@ -40,6 +40,41 @@ class ProcedureInfo:
 
 
 @dataclass(frozen=True)
+class Examples:
+    """The stored example questions: those of section intent, and apart from them those of
+    questions pages rarely answer (labelled with intent.OUTSIDE in the index)."""
+
+    labels: tuple[str, ...]
+    texts: tuple[str, ...]
+    vectors: np.ndarray
+    outside: np.ndarray
+    outside_kinds: tuple[str, ...]
+
+    def intent(self, config: RankingConfig) -> SectionIntent:
+        """Section intent fitted on these examples."""
+        return SectionIntent(
+            self.labels,
+            self.vectors,
+            scale=config.intent_scale,
+            neighbours=config.neighbours,
+            temperature=config.temperature,
+        )
+
+    @classmethod
+    def of(cls, data: IndexData) -> Examples:
+        out = np.array([label.startswith(OUTSIDE) for label in data.intent_labels], dtype=bool)
+        vectors = np.asarray(data.intents, dtype=np.float32).reshape(len(out), -1)
+        pairs = list(zip(data.intent_labels, data.intent_texts, strict=True))
+        return cls(
+            labels=tuple(label for (label, _), o in zip(pairs, out, strict=True) if not o),
+            texts=tuple(text for (_, text), o in zip(pairs, out, strict=True) if not o),
+            vectors=vectors[~out],
+            outside=vectors[out],
+            outside_kinds=tuple(label.removeprefix(OUTSIDE) for (label, _), o in zip(pairs, out, strict=True) if o),
+        )
+
+
+@dataclass(frozen=True)
 class RankingFeatures:
     """Everything a searcher reads of one index version."""
 
@@ -85,20 +120,10 @@ class RankingFeatures:
         section_of = np.asarray(columns.passage_section, dtype=np.int64)
         introductions = _introductions(columns.sections, section_of, passage_procedure, grouped)
         identity = np.asarray(data.vectors[introductions], dtype=np.float32)
-        outside = np.array([label.startswith(OUTSIDE) for label in data.intent_labels], dtype=bool)
-        labels = tuple(label for label, out in zip(data.intent_labels, outside, strict=True) if not out)
-        texts = tuple(text for text, out in zip(data.intent_texts, outside, strict=True) if not out)
-        examples = np.asarray(data.intents, dtype=np.float32)
-        intent = SectionIntent(
-            labels,
-            examples[~outside],
-            scale=config.intent_scale,
-            neighbours=config.neighbours,
-            temperature=config.temperature,
-        )
+        examples = Examples.of(data)
+        intent = examples.intent(config)
         matcher = _matcher(data, introductions, config)
-        position = {name: i for i, name in enumerate(intent.names)}
-        positions = np.array([position.get(name, -1) for name in columns.sections] + [-1], dtype=np.int64)
+        positions = _positions(intent.names, columns.sections)
         return cls(
             version=data.version,
             manifest=data.manifest,
@@ -115,7 +140,7 @@ class RankingFeatures:
             identity=identity,
             shortlist=Shortlist(identity) if len(identity) > config.shortlist_above else None,
             intent=intent,
-            section_words=SectionWords(labels, texts, smoothing=config.smoothing),
+            section_words=SectionWords(examples.labels, examples.texts, smoothing=config.smoothing),
             sections=_filter_names(columns.headings),
             passage_section=positions[section_of],
             section_rows=_section_rows(columns.headings, np.asarray(columns.passage_heading, dtype=np.int64)),
@@ -124,21 +149,25 @@ class RankingFeatures:
             # a heading without an intent of its own (RankingConfig.max_headings) gets an even share
             unmodelled=1 / max(len(intent.names), 1),
             matcher=matcher,
-            outside=examples[outside],
-            outside_kinds=tuple(
-                label.removeprefix(OUTSIDE) for label in data.intent_labels if label.startswith(OUTSIDE)
-            ),
+            outside=examples.outside,
+            outside_kinds=examples.outside_kinds,
             vocabulary=Vocabulary(
                 matcher,
                 data.lexical,
                 passage_procedure,
                 _naming_rows(columns.sections, section_of, introductions),
-                texts,
+                examples.texts,
                 [p.code for p in data.procedures],
                 spelt=data.word_bags().vocabulary,
             ),
             unit_reach=unit_reach(data.vectors, data.units, data.unit_offsets),
         )
+
+
+def _positions(names: Sequence[str], sections: Sequence[str]) -> np.ndarray:
+    """Per stored section number (and -1 after them), its position among the intent's names."""
+    position = {name: i for i, name in enumerate(names)}
+    return np.array([position.get(name, -1) for name in sections] + [-1], dtype=np.int64)
 
 
 def _grouped(passage_procedure: np.ndarray, count: int) -> list[list[int]]:
