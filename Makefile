@@ -50,6 +50,7 @@ eval: index ## score procqa against the baselines on six question sets (reports/
 	$(BIN)/procqa eval --questions eval/hospital/questions.jsonl --index reports/hospital/index --out reports/hospital
 	$(BIN)/procqa index --corpus eval/leaflets/corpus --out reports/leaflets/index
 	$(BIN)/procqa eval --questions eval/leaflets/questions.jsonl --index reports/leaflets/index --out reports/leaflets
+	$(BIN)/procqa calibrate --collections eval/collections.json --out reports/calibration
 
 bench: index ## latency, throughput and memory benchmarks; Ray builds and serving workers
 	$(PY) scripts/bench.py
