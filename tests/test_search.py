@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 from conftest import FakeEmbedder, build_index, searcher_of
 
+from procqa import cli
 from procqa.errors import QueryError
 from procqa.ranking import RankingConfig, Searcher, Weights
 
@@ -56,6 +57,16 @@ def test_a_section_filter_takes_the_heading_as_written_or_its_kind_in_any_case(s
         *{(p.title, "Risks and Complications", "Risks and Complications") for p in searcher.procedures[1:4]},
     }
     assert "Risks" in searcher.sections and "Risks and Complications" in searcher.sections
+
+
+def test_procqa_search_prints_the_heading_as_written_and_its_kind(
+    tiny_index: Path, fake_embedder: FakeEmbedder, capsys: pytest.CaptureFixture[str]
+) -> None:
+    argv = ["search", "what can go wrong", "--section", "risks", "--index", str(tiny_index)]
+    assert cli.main(argv, embedder=fake_embedder) == 0
+
+    lines = [line for line in capsys.readouterr().out.splitlines() if "Asthma" in line]
+    assert len(lines) == 1 and lines[0].endswith("/ Risks (Risks and Complications)")
 
 
 def test_unknown_filters_name_the_valid_values(searcher: Searcher) -> None:
