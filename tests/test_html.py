@@ -154,6 +154,16 @@ def test_unreadable_pages_are_reported_with_a_reason(data: bytes, reason: str) -
     assert errors[0].reason.startswith(reason)
 
 
+def test_a_control_character_in_a_page_is_read_as_a_space() -> None:
+    # right after the cookie banner, which is dropped: its tail text moves to its parent
+    page = SEED.replace(b"</div>", b"</div>\x01", 1)
+
+    procedures, errors = parse_file("knee.html", page)
+
+    assert errors == []
+    assert procedures[0].title == "Total Knee Replacement"
+
+
 def test_a_broken_page_does_not_stop_the_rest_of_the_collection(tmp_path: Path) -> None:
     (tmp_path / "knee.html").write_bytes((PAGES / "knee-replacement.html").read_bytes())
     (tmp_path / "broken.html").write_bytes(b"<html><body><footer>Privacy Policy</footer></body></html>")

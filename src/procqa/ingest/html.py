@@ -55,11 +55,16 @@ def _clean(text: str | None) -> str:
     return " ".join((text or "").split())
 
 
+CONTROL = re.compile(rb"[\x01-\x08\x0b\x0c\x0e-\x1f\x7f]")
+
+
 def _tree(path: str | Path, data: bytes) -> lxml.html.HtmlElement:
     if not data.strip():
         raise ParseError(path, 1, "the file is empty")
     if b"\x00" in data:
         raise ParseError(path, data[: data.index(b"\x00")].count(b"\n") + 1, "binary file")
+    # a stray control character is no text to anyone, and lxml refuses to move text holding one
+    data = CONTROL.sub(b" ", data)
     try:
         data.decode("utf-8")
         parser = lxml.html.HTMLParser(encoding="utf-8")
