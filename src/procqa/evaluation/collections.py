@@ -15,7 +15,7 @@ from pathlib import Path
 from procqa.embedding import Embedder
 from procqa.errors import ParseError
 from procqa.evaluation.calibration import RESULTS, Observation
-from procqa.evaluation.questions import Benchmark, read_questions, split_of
+from procqa.evaluation.questions import Benchmark, jsonl_records, read_questions, split_of
 from procqa.ranking import Searcher
 
 
@@ -58,18 +58,9 @@ def read_collections(path: Path) -> tuple[Collection, ...]:
 
 def read_unanswerable(path: Path) -> tuple[Unanswerable, ...]:
     """Questions from JSON lines {question, kind}; a bad line is a ParseError."""
-    out = []
-    for number, line in enumerate(path.read_text("utf-8").splitlines(), start=1):
-        if not line.strip():
-            continue
-        try:
-            record = json.loads(line)
-        except ValueError as error:
-            raise ParseError(path, number, f"not JSON ({error})") from None
-        if not isinstance(record, dict) or not isinstance(record.get("question"), str):
-            raise ParseError(path, number, "want a JSON object with a `question`")
-        out.append(Unanswerable(record["question"].strip(), str(record.get("kind") or "")))
-    return tuple(out)
+    return tuple(
+        Unanswerable(str(r["question"]).strip(), str(r.get("kind") or "")) for r in jsonl_records(path, ("question",))
+    )
 
 
 def observe(

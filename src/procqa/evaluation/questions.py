@@ -187,7 +187,8 @@ def read_questions(path: Path, passages: Sequence[Passage]) -> Benchmark:
     return Benchmark(path.stem, tuple(passages), parse_questions(lines, passages, source=str(path)))
 
 
-def _jsonl(path: Path, required: tuple[str, ...]) -> list[dict[str, Any]]:
+def jsonl_records(path: Path, required: tuple[str, ...]) -> list[dict[str, Any]]:
+    """The JSON objects of a JSON Lines file, each with the required keys; a bad line is a ParseError."""
     records = []
     for number, line in enumerate(path.read_text("utf-8").splitlines(), start=1):
         if not line.strip():
@@ -226,10 +227,10 @@ def read_beir(folder: Path, *, split: str = "test") -> Benchmark:
             line_start=i + 1,
             line_end=i + 1,
         )
-        for i, r in enumerate(_jsonl(files[0], ("_id", "text")))
+        for i, r in enumerate(jsonl_records(files[0], ("_id", "text")))
     )
     position = {p.procedure_id: p.id for p in passages}
-    texts = {str(r["_id"]): str(r["text"]) for r in _jsonl(files[1], ("_id", "text"))}
+    texts = {str(r["_id"]): str(r["text"]) for r in jsonl_records(files[1], ("_id", "text"))}
     qrels: dict[str, dict[int, int]] = {}
     with files[2].open(encoding="utf-8", newline="") as handle:
         for number, row in enumerate(csv.reader(handle, delimiter="\t"), start=1):
