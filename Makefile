@@ -26,7 +26,7 @@ browser-deps: ## headless Chromium and its driver for the browser test (Debian p
 	@if [ -x /usr/bin/chromium ] && [ -x /usr/bin/chromedriver ]; then :; \
 	else apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver; fi
 
-test: $(STAMP) browser-deps ## run the whole test suite
+test: lint browser-deps ## lint, then run the whole test suite
 	$(BIN)/pytest -q
 
 lint: $(STAMP) ## ruff, ruff format, strict mypy and the layer contracts (import-linter)
