@@ -85,14 +85,14 @@ def write_coverage_report(out: Path, results: Results) -> list[Path]:
     from matplotlib import pyplot as plt
 
     out.mkdir(parents=True, exist_ok=True)
+    confidence, accuracy, count = reliability(results)
     record = {
         "collections": {name: asdict(r.judged.measures()) for name, r in results.items()},
         "all": asdict(overall(results)),
-        "reliability": dict(zip(("confidence", "accuracy", "count"), reliability(results), strict=True)),
+        "reliability": {"confidence": confidence, "accuracy": accuracy, "count": count},
     }
     write_atomic(out / MARKDOWN, markdown(results))
     write_atomic(out / JSON, json.dumps(record, indent=2) + "\n")
-    confidence, accuracy, count = reliability(results)
     figure, axes = plt.subplots(figsize=(5, 5))
     axes.plot([0, 1], [0, 1], linestyle="--", color="grey", label="perfectly calibrated")
     axes.plot(confidence, accuracy, marker="o", label="procqa, held out")

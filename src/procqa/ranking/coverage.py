@@ -152,6 +152,7 @@ class Vocabulary:
         matcher: ProcedureMatcher,
         lexical: Lexical,
         passage_procedure: np.ndarray,
+        procedure_rows: Sequence[Sequence[int]],
         naming_rows: np.ndarray,
         asking: Sequence[str],
         codes: Sequence[str | None],
@@ -162,6 +163,7 @@ class Vocabulary:
         self.matcher = matcher
         self.lexical = lexical
         self.passage_procedure = passage_procedure
+        self.procedure_rows = procedure_rows  # per procedure, its passage rows, ascending
         self.naming_rows = naming_rows
         self.asking = frozenset(w for text in asking for w in words(text))
         self.codes = frozenset(code_key(c) for c in codes if c)
@@ -192,10 +194,14 @@ class Vocabulary:
                 t for t in missing if t.kind in LOOK_ALIKE_KINDS and any(a.intersection(t.words) for a in anchors)
             ]
         else:
-            top_rows = np.flatnonzero(self.passage_procedure == top)
+            top_rows = self._rows_of(top)
             absent = [t for t in missing if t.kind in LOOK_ALIKE_KINDS or not self._rows_hold(top_rows, t.words)]
         first = absent[0].as_written(query) if absent else None
         return first, 0 if anchors else len(absent), len(absent) if anchors else 0
+
+    def _rows_of(self, procedure: int) -> np.ndarray:
+        rows = self.procedure_rows[procedure] if procedure >= 0 else ()
+        return np.asarray(rows, dtype=np.int64)
 
     def _name_words(self, procedure: int) -> frozenset[str]:
         row = self.matcher.procedure_words[procedure]
@@ -242,7 +248,7 @@ class Vocabulary:
         subject = [w for w in words(query) if len(w) >= 3 and w not in self.asking]
         if not subject:
             return 0, 0
-        rows = np.flatnonzero(self.passage_procedure == top) if top >= 0 else np.zeros(0, dtype=np.int64)
+        rows = self._rows_of(top)
         elsewhere = unknown = 0
         for stem in stems(subject):
             spelt = self.spellings.closest(stem[0]) if stem else None

@@ -155,6 +155,7 @@ class RankingFeatures:
                 matcher,
                 data.lexical,
                 passage_procedure,
+                [p.passage_ids for p in procedures],
                 _naming_rows(columns.sections, section_of, introductions),
                 examples.texts,
                 [p.code for p in data.procedures],
