@@ -12,6 +12,7 @@ from procqa.documents import Procedure, Section, Unit
 from procqa.ingest.sections import CANONICAL, canonical_section, heading_info, heading_key, known_heading, section_info
 from procqa.ranking import RankingConfig
 from procqa.ranking.intent import intent_texts, spread
+from procqa.ranking.kinds import merged
 
 MAX_HEADINGS = RankingConfig().max_headings
 WRITTEN_EXAMPLES = RankingConfig().written_examples
@@ -133,3 +134,13 @@ def test_questions_find_a_collections_own_headings(
 def test_a_heading_is_known_by_its_variants_or_by_naming_one(heading: str, known: str | None) -> None:
     info = known_heading(heading)
     assert (info.name if info else None) == known
+
+
+def test_a_heading_folded_into_its_section_keeps_each_example_once() -> None:
+    labels, keep = merged(
+        ("Recovery", "Going home", "Going home", "Results"),
+        ("rest", "rest", "drive", "rest"),
+        {"Going home": "Recovery"},
+    )
+    assert labels == ("Recovery", "Recovery", "Results")
+    assert keep.tolist() == [0, 2, 3]

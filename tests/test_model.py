@@ -169,3 +169,26 @@ def test_most_questions_about_other_collections_get_the_right_page_and_heading_f
     benchmark = read_questions(ROOT / "eval" / name / "questions.jsonl", searcher.features.passages)
     firsts = [searcher.search(q.text, k=1)[0].passage.id in q.relevant for q in benchmark.questions]
     assert sum(firsts) / len(firsts) >= least  # dense retrieval alone: 0.57 and 0.51 (README, Evaluation)
+
+
+@pytest.fixture(scope="module")
+def hospital(model: SentenceTransformerEmbedder, tmp_path_factory: pytest.TempPathFactory) -> Searcher:
+    """Hospital web pages whose 'Going home' procqa knows nothing of by name."""
+    return collection("hospital", model, tmp_path_factory)
+
+
+def intent_label(searcher: Searcher, heading: str) -> str:
+    f = searcher.features
+    labels = {f.intent.names[f.passage_section[p.id]] for p in f.passages if p.heading == heading}
+    assert len(labels) == 1
+    return labels.pop()
+
+
+def test_an_unknown_heading_whose_text_reads_as_recovery_answers_recovery_questions(hospital: Searcher) -> None:
+    assert intent_label(hospital, "Going home") == "Recovery"
+    assert intent_label(hospital, "Results") == "Results"  # its text reads as no one section
+
+
+def test_unknown_headings_whose_text_reads_as_no_one_section_keep_their_own_intent(medicines: Searcher) -> None:
+    headings = {p.heading for p in medicines.features.passages} - {"Side Effects"}
+    assert {intent_label(medicines, h) for h in headings} == headings

@@ -60,6 +60,7 @@ class RankingConfig:
     smoothing: float = 0.3  # additive smoothing of SectionWords' word counts
     written_examples: int = 100  # answer units of a collection's own heading that serve as its examples
     max_headings: int = 40  # a collection's own headings with a section intent of their own
+    heading_kind: float = 0.4  # how clearly an unknown heading's text must read as a canonical section to join it
 
     def as_dict(self) -> dict[str, Any]:
         """Plain values, for a manifest or a report."""

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import faiss
@@ -20,6 +20,7 @@ from procqa.index import IndexData, Lexical, Rows
 from procqa.ranking.config import RankingConfig
 from procqa.ranking.coverage import Vocabulary
 from procqa.ranking.intent import OUTSIDE, SectionIntent, SectionWords
+from procqa.ranking.kinds import inferred_kinds, merged
 from procqa.ranking.matching import ProcedureMatcher, everyday_names, title_names
 from procqa.ranking.shortlist import Shortlist
 from procqa.ranking.units import unit_reach
@@ -121,9 +122,10 @@ class RankingFeatures:
         introductions = _introductions(columns.sections, section_of, passage_procedure, grouped)
         identity = np.asarray(data.vectors[introductions], dtype=np.float32)
         examples = Examples.of(data)
-        intent = examples.intent(config)
+        fitted, kinds = _kinds(data, examples, config)
+        intent = fitted.intent(config)
         matcher = _matcher(data, introductions, config)
-        positions = _positions(intent.names, columns.sections)
+        positions = _positions(intent.names, [kinds.get(s, s) for s in columns.sections])
         return cls(
             version=data.version,
             manifest=data.manifest,
@@ -140,7 +142,7 @@ class RankingFeatures:
             identity=identity,
             shortlist=Shortlist(identity) if len(identity) > config.shortlist_above else None,
             intent=intent,
-            section_words=SectionWords(examples.labels, examples.texts, smoothing=config.smoothing),
+            section_words=SectionWords(fitted.labels, fitted.texts, smoothing=config.smoothing),
             sections=_filter_names(columns.headings),
             passage_section=positions[section_of],
             section_rows=_section_rows(columns.headings, np.asarray(columns.passage_heading, dtype=np.int64)),
@@ -163,6 +165,16 @@ class RankingFeatures:
             ),
             unit_reach=unit_reach(data.vectors, data.units, data.unit_offsets),
         )
+
+
+def _kinds(data: IndexData, examples: Examples, config: RankingConfig) -> tuple[Examples, dict[str, str]]:
+    """The examples with each unknown heading that stands for a canonical section folded into
+    that section's intent (procqa.ranking.kinds), and the headings folded."""
+    present = {data.columns.sections[s] for s in np.unique(data.columns.passage_section).tolist()}
+    kinds = inferred_kinds(examples.labels, examples.texts, examples.vectors, present, config)
+    labels, keep = merged(examples.labels, examples.texts, kinds)
+    texts = tuple(examples.texts[row] for row in keep.tolist())
+    return replace(examples, labels=labels, texts=texts, vectors=examples.vectors[keep]), kinds
 
 
 def _positions(names: Sequence[str], sections: Sequence[str]) -> np.ndarray:

@@ -1,0 +1,72 @@
+"""The canonical section an unknown heading stands for, read when an index version loads.
+
+A heading procqa knows nothing of ("Going home") is placed by the canonical sections' own
+example questions (data/sections.json), applied to what the collection writes under it:
+when that text reads clearly as one canonical section (`RankingConfig.heading_kind`, the
+posterior of its most likely section), the heading's name does not read as less than an
+even share of it, and the collection has no passage of that section, the heading answers
+under the section's intent, with its own examples added. Only procqa's data decides this,
+never a collection's questions.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Collection, Sequence
+
+import numpy as np
+
+from procqa.ingest.sections import CANONICAL, section_info, section_kind
+from procqa.ranking.config import RankingConfig
+from procqa.ranking.intent import TEMPLATES, SectionIntent
+
+
+def inferred_kinds(
+    labels: Sequence[str], texts: Sequence[str], vectors: np.ndarray, present: Collection[str], config: RankingConfig
+) -> dict[str, str]:
+    """Per intent label of an unknown heading, the canonical section it stands for, where it
+    clearly stands for one that no passage in `present` is filed under."""
+    own = {(s.name, text) for s in section_info().values() for text in (s.name, s.description, *s.aliases, *s.examples)}
+    mine = np.array([pair in own for pair in zip(labels, texts, strict=True)], dtype=bool)
+    unknown = sorted({label for label in labels if label not in CANONICAL and not section_kind(label)})
+    if not mine.any() or not unknown:
+        return {}
+    model = SectionIntent(
+        tuple(label for label, keep in zip(labels, mine, strict=True) if keep),
+        vectors[mine],
+        scale=config.intent_scale,
+        neighbours=config.neighbours,
+        temperature=config.temperature,
+    )
+    even = 1 / len(model.names)
+    out: dict[str, str] = {}
+    for label in unknown:
+        names = {template.format(label.lower()) for template in TEMPLATES}
+        rows = [i for i, found in enumerate(labels) if found == label]
+        name = [i for i in rows if texts[i] in names]
+        written = [i for i in rows if texts[i] not in names]
+        if not name or not written:
+            continue
+        read = _mean(model, vectors[written])
+        best = int(read.argmax())
+        kind = model.names[best]
+        if read[best] >= config.heading_kind and _mean(model, vectors[name])[best] >= even and kind not in present:
+            out[label] = kind
+    return out
+
+
+def _mean(model: SectionIntent, vectors: np.ndarray) -> np.ndarray:
+    found: np.ndarray = np.mean([model.probabilities(v) for v in vectors], axis=0)
+    return found
+
+
+def merged(labels: Sequence[str], texts: Sequence[str], kinds: dict[str, str]) -> tuple[tuple[str, ...], np.ndarray]:
+    """The labels with each heading in `kinds` folded into its section's, and the rows to keep:
+    each (label, text) pair once."""
+    folded = [kinds.get(label, label) for label in labels]
+    seen: set[tuple[str, str]] = set()
+    keep = []
+    for row, pair in enumerate(zip(folded, texts, strict=True)):
+        if pair not in seen:
+            seen.add(pair)
+            keep.append(row)
+    return tuple(folded[row] for row in keep), np.array(keep, dtype=np.int64)
