@@ -8,7 +8,7 @@ from pathlib import Path
 import bm25s
 import numpy as np
 
-from procqa.text import stems, tokenize
+from procqa.text import QueryTerms, tokenize
 
 
 class Lexical:
@@ -30,18 +30,18 @@ class Lexical:
     def load(cls, folder: Path) -> Lexical:
         return cls(bm25s.BM25.load(str(folder), mmap=True))
 
-    def scores(self, query: str) -> np.ndarray:
+    def scores(self, query: str | QueryTerms) -> np.ndarray:
         """BM25 score of every passage for the query (zeros when no word is known)."""
         ids = self.query_ids(query)
         if not ids:
             return np.zeros(self.size, dtype=np.float32)
         return np.asarray(self.retriever.get_scores(ids), dtype=np.float32)
 
-    def query_ids(self, query: str) -> list[int]:
+    def query_ids(self, query: str | QueryTerms) -> list[int]:
         known = self.retriever.vocab_dict
-        return [known[w] for w in stems([query])[0] if w in known]
+        return [known[w] for w in QueryTerms.of(query).stems if w in known]
 
-    def holders(self, query: str, *, most: int) -> list[np.ndarray]:
+    def holders(self, query: str | QueryTerms, *, most: int) -> list[np.ndarray]:
         """For each known word of the query that at most `most` passages hold, those passages."""
         postings = self.retriever.scores
         indptr, indices = postings["indptr"], postings["indices"]

@@ -25,7 +25,7 @@ import numpy as np
 from procqa.index import Lexical
 from procqa.ranking.matching import ProcedureMatcher
 from procqa.ranking.terms import Spellings, Terms
-from procqa.text import code_key, stems, words
+from procqa.text import QueryTerms, code_key, stems, words
 
 # Code shapes of the common systems, so a code no page has is still seen as a code: CPT
 # (47562, 0213T), ICD-10-CM (E11.9, J45909), HCPCS (G0121), ICD-10-PCS (0DTJ4ZZ), ATC (N02AX02).
@@ -171,7 +171,7 @@ class Vocabulary:
         self.spellings = Spellings(lexical.vocabulary)
         self.spelt = frozenset(spelt) | self.asking
 
-    def absent_name(self, query: str, named: np.ndarray, top: int) -> tuple[str | None, int, int]:
+    def absent_name(self, query: str | QueryTerms, named: np.ndarray, top: int) -> tuple[str | None, int, int]:
         """The first name in the query that no page is about, how many there are in a question
         anchored on no page, and how many look-alikes of the page it is anchored on.
 
@@ -182,6 +182,7 @@ class Vocabulary:
         replacement, "vasectomy reversal" beside vasectomy): that is a look-alike the
         collection lacks. Unanchored, every name no page has is absent, but a condition the top
         result's page speaks of ("headache" after a spinal tap)."""
+        query = QueryTerms.of(query)
         terms = self.terms.find(query, spelt=self.spelt)
         resolved = [self._one_procedure_names(t.words) or self._named_in_passages(t.words) for t in terms]
         anchors = [frozenset(t.words) for t, found in zip(terms, resolved, strict=True) if found]
@@ -196,7 +197,7 @@ class Vocabulary:
         else:
             top_rows = self._rows_of(top)
             absent = [t for t in missing if t.kind in LOOK_ALIKE_KINDS or not self._rows_hold(top_rows, t.words)]
-        first = absent[0].as_written(query) if absent else None
+        first = absent[0].as_written(query.text) if absent else None
         return first, 0 if anchors else len(absent), len(absent) if anchors else 0
 
     def _rows_of(self, procedure: int) -> np.ndarray:
@@ -242,10 +243,10 @@ class Vocabulary:
                 return str(token)
         return None
 
-    def unexplained(self, query: str, top: int) -> tuple[int, int]:
+    def unexplained(self, query: str | QueryTerms, top: int) -> tuple[int, int]:
         """Of the query's words that do not ask about a section: how many the top result's
         procedure does not hold, and how many the collection does not hold at all."""
-        subject = [w for w in words(query) if len(w) >= 3 and w not in self.asking]
+        subject = [w for w in QueryTerms.of(query).words if len(w) >= 3 and w not in self.asking]
         if not subject:
             return 0, 0
         rows = self._rows_of(top)

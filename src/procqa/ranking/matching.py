@@ -18,7 +18,7 @@ import numpy as np
 from rapidfuzz import fuzz, process
 from scipy import sparse
 
-from procqa.text import CODE, STOPWORDS, WORD, code_key, words
+from procqa.text import STOPWORDS, WORD, QueryTerms, code_key, words
 
 CUES = re.compile(
     r"\b(?:called|known as|call it|know it as|refer to it as|referred to as|describe it as|"
@@ -117,9 +117,9 @@ class ProcedureMatcher:
             if code:
                 self.codes[code_key(code)].append(i)
 
-    def code_matches(self, query: str) -> list[int]:
+    def code_matches(self, query: str | QueryTerms) -> list[int]:
         """Procedures whose code appears in the query as a word of its own."""
-        return [i for token in CODE.findall(query) for i in self.codes.get(code_key(token), [])]
+        return [i for token in QueryTerms.of(query).codes for i in self.codes.get(code_key(token), [])]
 
     def _word_matches(self, query_words: Iterable[str]) -> dict[str, float]:
         """For each vocabulary word, how well some query word matches it (0..1)."""
@@ -139,15 +139,16 @@ class ProcedureMatcher:
                     best[candidate] = max(best.get(candidate, 0.0), score / 100)
         return best
 
-    def residual(self, query: str, scores: Sequence[float] | np.ndarray, *, threshold: float = 0.5) -> str:
+    def residual(self, query: str | QueryTerms, scores: Sequence[float] | np.ndarray, *, threshold: float = 0.5) -> str:
         """The query without the words that name the best recognised procedure(s) or a code:
         what is left says which section is wanted."""
+        terms = QueryTerms.of(query)
         scores = np.asarray(scores, dtype=np.float64)
         cut = max(threshold, 0.9 * float(scores.max(initial=0.0)))
         best = np.flatnonzero(scores >= cut)
         named = {self.vocabulary[c] for c in np.unique(self.procedure_words[best].indices).tolist()}
-        codes = {key for key in map(code_key, CODE.findall(query)) if key in self.codes}
-        tokens = (CODE_PHRASES.sub(" ", query) if codes else query).split()
+        codes = {key for key in map(code_key, terms.codes) if key in self.codes}
+        tokens = (CODE_PHRASES.sub(" ", terms.text) if codes else terms.text).split()
         naming = [_names(token, named, codes, self.min_ratio) for token in tokens]
         # a small word between two naming words is part of the name: colonoscopy *with* biopsy
         joining = [
@@ -156,9 +157,9 @@ class ProcedureMatcher:
         ]
         return " ".join(t for t, name, join in zip(tokens, naming, joining, strict=True) if not (name or join))
 
-    def scores(self, query: str) -> np.ndarray:
+    def scores(self, query: str | QueryTerms) -> np.ndarray:
         """Per procedure: the best idf-weighted share of one of its names found in the query."""
-        matched = self._word_matches(words(query))
+        matched = self._word_matches(QueryTerms.of(query).words)
         out = np.zeros(self.size, dtype=np.float64)
         if not matched:
             return out

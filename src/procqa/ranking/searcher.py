@@ -28,7 +28,7 @@ from procqa.ranking.config import RankingConfig
 from procqa.ranking.coverage import Calibration, Evidence, Verdict, judge
 from procqa.ranking.features import ProcedureInfo, RankingFeatures
 from procqa.ranking.units import pruned_units
-from procqa.text import code_key
+from procqa.text import QueryTerms, code_key
 
 # A query's model call runs in the background while BM25 scores every passage, and the dense
 # index searches while the procedures are shortlisted: each side releases the GIL for most of
@@ -41,11 +41,15 @@ _BACKGROUND = ThreadPoolExecutor(max_workers=8, thread_name_prefix="procqa-searc
 class Query:
     """What the searcher understood of a query before ranking."""
 
-    text: str
+    terms: QueryTerms  # the query's words, stems and codes, split once
     named: np.ndarray  # per procedure: how strongly the query names it (codes add weights.code)
     vector: np.ndarray  # the whole query
     rest: np.ndarray  # the query less the procedure's name: what it asks of a section
     residual: str  # that part's text
+
+    @property
+    def text(self) -> str:
+        return self.terms.text
 
 
 class Searcher:
@@ -86,18 +90,19 @@ class Searcher:
     def query_texts(self, query: str) -> list[str]:
         """The texts a search embeds for this query: the query and, where it names a procedure,
         the query less the name."""
-        return self._recognise(query)[1]
+        return self._recognise(QueryTerms.of(query))[1]
 
     def understand(self, query: str) -> Query:
         """Procedure scores and the two query vectors, embedded in one model call."""
-        named, texts = self._recognise(query)
-        return _understood(query, named, texts, self.embedder.embed(texts))
+        terms = QueryTerms.of(query)
+        named, texts = self._recognise(terms)
+        return _understood(terms, named, texts, self.embedder.embed(texts))
 
-    def _recognise(self, query: str) -> tuple[np.ndarray, list[str]]:
-        matcher = self.features.matcher
-        named = np.asarray(matcher.scores(query), dtype=np.float32)
-        residual = matcher.residual(query, named).strip() or self.config.bare_name
-        named[matcher.code_matches(query)] += self.weights.code
+    def _recognise(self, terms: QueryTerms) -> tuple[np.ndarray, list[str]]:
+        matcher, query = self.features.matcher, terms.text
+        named = np.asarray(matcher.scores(terms), dtype=np.float32)
+        residual = matcher.residual(terms, named).strip() or self.config.bare_name
+        named[matcher.code_matches(terms)] += self.weights.code
         return named, [query] if residual == query else [query, residual]
 
     def allowed(self, *, code: str | None = None, section: str | None = None) -> np.ndarray | None:
@@ -159,7 +164,7 @@ class Searcher:
         # procedure described in everyday words ("scope to get a gallstone out of the bile duct")
         best_of = np.zeros(len(f.procedures), dtype=np.float32)
         np.maximum.at(best_of, procedures, lexical)
-        owns = self._owned_words(query.text)
+        owns = self._owned_words(query.terms)
         probabilities = self.intent(query) if intent is None else intent
         by_words = f.section_words.probabilities(query.residual)
         sections = f.passage_section[rows]
@@ -193,12 +198,12 @@ class Searcher:
             first=c.unit_rows,
         )
 
-    def _owned_words(self, query: str) -> np.ndarray:
+    def _owned_words(self, terms: QueryTerms) -> np.ndarray:
         """Per procedure, 1 where a word of the query is found in its text and no other
         procedure's: a brand name in a list ('Glucophage'), a rare term only it explains."""
         f = self.features
         owns = np.zeros(len(f.procedures), dtype=np.float32)
-        for passages in f.lexical.holders(query, most=f.most_passages):
+        for passages in f.lexical.holders(terms, most=f.most_passages):
             owners = np.unique(f.passage_procedure[passages])
             if len(owners) == 1:
                 owns[owners] = 1.0
@@ -235,10 +240,11 @@ class Searcher:
 
     def _ranked(self, query: str, *, code: str | None, section: str | None) -> Ranked:
         allowed = self.allowed(code=code, section=section)
-        named, texts = self._recognise(query)
+        terms = QueryTerms.of(query)
+        named, texts = self._recognise(terms)
         vectors = _BACKGROUND.submit(self.embedder.embed, texts)
-        bm25 = self.features.lexical.scores(query)
-        understood = _understood(query, named, texts, vectors.result())
+        bm25 = self.features.lexical.scores(terms)
+        understood = _understood(terms, named, texts, vectors.result())
         rows = self.candidates(understood, bm25, allowed)
         intent = self.intent(understood)
         return Ranked(understood, rows, self.scores(understood, rows, bm25, intent), bm25, intent)
@@ -257,9 +263,9 @@ class Searcher:
         others = ranked.scores[f.passage_procedure[ranked.rows] != top]
         top_score = float(scores[0]) if len(rows) else 0.0
         outside_gap, kind = self._outside(u)
-        absent, unanchored, look_alikes = f.vocabulary.absent_name(u.text, u.named, top)
+        absent, unanchored, look_alikes = f.vocabulary.absent_name(u.terms, u.named, top)
         unknown_code = f.vocabulary.unknown_code(u.text)
-        elsewhere, unknown = f.vocabulary.unexplained(u.text, top)
+        elsewhere, unknown = f.vocabulary.unexplained(u.terms, top)
         question = (
             outside_gap,
             float(unanchored),
@@ -337,6 +343,6 @@ class Answer:
     verdict: Verdict
 
 
-def _understood(query: str, named: np.ndarray, texts: list[str], vectors: np.ndarray) -> Query:
+def _understood(terms: QueryTerms, named: np.ndarray, texts: list[str], vectors: np.ndarray) -> Query:
     """The query with its texts' vectors: the whole query, then the query less its name."""
-    return Query(query, named, vectors[0], vectors[-1], texts[-1])
+    return Query(terms, named, vectors[0], vectors[-1], texts[-1])

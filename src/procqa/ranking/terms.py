@@ -18,7 +18,7 @@ from importlib import resources
 
 from rapidfuzz import fuzz, process
 
-from procqa.text import words
+from procqa.text import QueryTerms, words
 
 MIN_RATIO = 88.0  # a misspelt word of five letters or more still matches ("colonscopy")
 MIN_FUZZY = 5
@@ -104,11 +104,11 @@ class Terms:
         raw = json.loads(resources.files("procqa").joinpath("data/terms.json").read_text("utf-8"))
         return cls(raw)
 
-    def find(self, query: str, *, spelt: Collection[str] = ()) -> list[Term]:
+    def find(self, query: str | QueryTerms, *, spelt: Collection[str] = ()) -> list[Term]:
         """The longest names whose every word the query holds, in the gazetteer's order. A word
         in `spelt` (a collection's own words) is taken as spelt right: no closest spelling."""
         present: dict[str, str] = {}
-        for word in words(query):
+        for word in QueryTerms.of(query).words:
             match = word if word in self.by_word else None if word in spelt else self.spellings.closest(word)
             if match is not None:
                 present.setdefault(match, word)
