@@ -22,6 +22,7 @@ from procqa.evaluation.measures import Ranked, Ranker
 from procqa.files import replacing
 from procqa.index import IndexData
 from procqa.index.lexical import Lexical
+from procqa.index.vectors import EmbeddingCache
 from procqa.ranking import RankingConfig, RankingFeatures, Searcher
 
 Progress = Callable[[int], None]
@@ -44,12 +45,13 @@ def reciprocal_rank_fusion(rankings: Sequence[Sequence[int]], *, k: int, constan
 
 class CachingEmbedder:
     """Wraps an embedder and remembers every vector, so questions embedded in one batch up
-    front are not embedded again one by one while they are timed."""
+    front are not embedded again one by one while they are timed. The vectors are kept by
+    text in the build's cache (procqa.index.vectors.EmbeddingCache)."""
 
     def __init__(self, embedder: Embedder, *, batch_size: int = 256) -> None:
         self.embedder = embedder
         self.batch_size = batch_size
-        self.vectors: dict[str, np.ndarray] = {}
+        self.cache = EmbeddingCache()
 
     @property
     def model_id(self) -> str:
@@ -61,16 +63,17 @@ class CachingEmbedder:
 
     def embed(self, texts: Sequence[str]) -> np.ndarray:
         self.prime(texts)
-        zeros = np.zeros(self.dimension, dtype=np.float32)
-        return np.stack([self.vectors[t] for t in texts] or [zeros])[: len(texts)]
+        return self.cache.gather(texts, self.dimension)
 
     def prime(self, texts: Sequence[str], progress: Progress | None = None) -> None:
         """Embed, in batches, the texts not seen yet."""
-        unseen = [t for t in dict.fromkeys(texts) if t not in self.vectors]
+        unseen = [t for t in dict.fromkeys(texts) if t not in self.cache]
         for start in range(0, len(unseen), self.batch_size):
             chunk = unseen[start : start + self.batch_size]
-            for text, row in zip(chunk, self.embedder.embed(chunk), strict=True):
-                self.vectors[text] = np.asarray(row, dtype=np.float32)
+            vectors = np.asarray(self.embedder.embed(chunk), dtype=np.float32)
+            if len(vectors) != len(chunk):
+                raise ValueError(f"{self.model_id} returned {len(vectors)} vectors for {len(chunk)} texts")
+            self.cache.add(chunk, vectors)
             if progress:
                 progress(len(chunk))
 

@@ -100,7 +100,8 @@ def unit_keys_in_context(passage_key: str, count: int) -> list[str]:
 
 
 class EmbeddingCache:
-    """Vectors by content key, kept as (array, row) so that reuse copies rows in bulk."""
+    """Vectors by key (a build's content keys, an evaluation's texts), kept as (array, row) so
+    that reuse copies rows in bulk."""
 
     def __init__(self) -> None:
         self.arrays: list[np.ndarray | Rows] = []
@@ -123,10 +124,9 @@ class EmbeddingCache:
     def gather(self, keys: Sequence[str], dimension: int) -> np.ndarray:
         out = np.empty((len(keys), dimension), dtype=np.float32)
         places = np.array([self.where[k] for k in keys], dtype=np.int64).reshape(-1, 2)
-        for slot, array in enumerate(self.arrays):
+        for slot in np.unique(places[:, 0]).tolist():  # only the arrays that hold some key
             mine = np.flatnonzero(places[:, 0] == slot)
-            if mine.size:
-                out[mine] = array[places[mine, 1]]
+            out[mine] = self.arrays[slot][places[mine, 1]]
         return out
 
 
