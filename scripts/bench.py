@@ -242,6 +242,18 @@ def time_searches(searcher: Searcher, queries: Sequence[str], *, k: int = 10) ->
     return seconds, rankings
 
 
+def time_model(searcher: Searcher, embedder: QueryModel, queries: Sequence[str]) -> list[float]:
+    """Seconds of the bare model call each query's search makes (the texts it embeds): the
+    baseline a query's latency is measured against in the same run."""
+    seconds = []
+    for query in queries:
+        texts = searcher.query_texts(query)
+        started = time.perf_counter()
+        embedder.inner.embed(texts)
+        seconds.append(time.perf_counter() - started)
+    return seconds
+
+
 def overlap(a: Sequence[Sequence[int]], b: Sequence[Sequence[int]]) -> dict[str, float]:
     at10 = [len(set(x) & set(y)) / max(1, len(y)) for x, y in zip(a, b, strict=True)]
     top1 = [bool(x and y and x[0] == y[0]) for x, y in zip(a, b, strict=True)]
@@ -338,9 +350,13 @@ def in_process(
         time_searches(searcher, queries[:5])
         embedder.seconds = 0.0
         seconds, rankings[name] = time_searches(searcher, queries)
+        timed = percentiles(seconds)
+        model_p50 = percentiles(time_model(searcher, embedder, queries))["p50_ms"]
         out[name] = {
             "construct_s": round(construct, 2),
-            **percentiles(seconds),
+            **timed,
+            "model_p50_ms": model_p50,
+            "p50_vs_model": round(timed["p50_ms"] / model_p50, 3) if model_p50 else None,
             "model_share": round(embedder.seconds / sum(seconds), 3),
             "model_ms_per_query": round(embedder.seconds / len(seconds) * 1000, 2),
         }
@@ -603,7 +619,8 @@ def log(message: str) -> None:
 def table(rows: Sequence[dict[str, Any]]) -> str:
     head = (
         "| corpus | procedures | passages | vectors | index | build s (passages/s) | vs encode | rebuild 1% s "
-        "(vs full) | load / verify / construct s | in-process p50/p95/p99 ms | model share | dense recall@10 | "
+        "(vs full) | load / verify / construct s | in-process p50/p95/p99 ms | p50 vs model | model share | "
+        "dense recall@10 | "
         "ranking recall@10 | HTTP p50/p95/p99 ms | QPS c=1/8/32 | RSS MB (anon + file) | cold start s | "
         "reloads under load (failed) |"
     )
@@ -633,11 +650,34 @@ def table(rows: Sequence[dict[str, Any]]) -> str:
             f"| {r['corpus']} | {r['procedures']} | {r['passages']} | {r['vectors']} | {build['index_type']} | "
             f"{build['seconds']} ({build['passages_per_s']}) | {ratio} | {rebuild['seconds']} ({versus}) | "
             f"{inside['load_s']} / {inside['verify_s']} / {proc['construct_s']} | "
-            f"{proc['p50_ms']}/{proc['p95_ms']}/{proc['p99_ms']} ({name}) | {proc['model_share']} | "
+            f"{proc['p50_ms']}/{proc['p95_ms']}/{proc['p99_ms']} ({name}) | {proc.get('p50_vs_model', 'n/a')} | "
+            f"{proc['model_share']} | "
             f"{inside['dense_recall']['recall@10']} | {ranking} | "
             f"{lat['p50_ms']}/{lat['p95_ms']}/{lat['p99_ms']} ({http['searcher']}) | {qps} | "
             f"{memory['rss_mb']} ({memory['anon_mb']} + {memory['file_mb']}) | {http['cold_start_s']} | {reloaded} |"
         )
+    return "\n".join(lines)
+
+
+def ratios(rows: Sequence[dict[str, Any]]) -> str:
+    """Per corpus, the two ratios against baselines timed in the same run: query p50 against
+    the bare model call of the same texts (1.0: ranking costs nothing beside the model), and
+    build throughput against bare model.encode of the same texts (1.0: the build costs nothing
+    beside embedding)."""
+    lines = ["", "Ratios against baselines timed in this run:"]
+    for r in rows:
+        inside = r["in_process"]
+        name = next(n for n in ("shipped", "candidates") if n in inside)
+        proc, build = inside[name], r["full_build"]
+        query = f"query p50 {proc['p50_ms']} ms = {proc.get('p50_vs_model', 'n/a')} x the bare model call"
+        query += f" ({proc.get('model_p50_ms', 'n/a')} ms, {name})"
+        if "throughput_vs_encode" in build:
+            built = f"build throughput = {build['throughput_vs_encode']} x bare model.encode of the same texts"
+        elif "vs_passage_encode" in build:
+            built = f"build time = {build['vs_passage_encode']} x bare model.encode of its passages alone"
+        else:
+            built = f"build not model-embedded; {build.get('projected_with_model_s', 'n/a')} s projected with the model"
+        lines.append(f"- {r['corpus']}: {query}; {built}")
     return "\n".join(lines)
 
 
@@ -715,6 +755,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         args.out.parent.mkdir(parents=True, exist_ok=True)
         args.out.write_text(json.dumps({"cpus": os.cpu_count(), "rows": rows}, indent=2))
     print(table(rows))
+    print(ratios(rows))
     print(f"\nwrote {args.out}")
     return 0
 
