@@ -40,6 +40,7 @@ TOPICAL = 0.2  # the similarity to a passage above which an unnamed question spe
 # What a question is measured by: first the question's own, then each result's.
 QUESTION_FEATURES = (
     "outside",
+    "outside_rest",
     "absent",
     "look_alike",
     "unknown_code",

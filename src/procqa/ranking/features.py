@@ -158,7 +158,7 @@ class RankingFeatures:
                 data.lexical,
                 passage_procedure,
                 [p.passage_ids for p in procedures],
-                _naming_rows(columns.sections, section_of, introductions),
+                _naming_rows(columns.sections, section_of),
                 examples.texts,
                 [p.code for p in data.procedures],
                 spelt=data.word_bags().vocabulary,
@@ -204,11 +204,12 @@ def _introductions(
     return introductions
 
 
-def _naming_rows(sections: Sequence[str], passage_section: np.ndarray, introductions: np.ndarray) -> np.ndarray:
-    """The passages that say what a procedure is called, ascending: each introduction, and any
-    section about names ("Brand Names", "Other Names")."""
+def _naming_rows(sections: Sequence[str], passage_section: np.ndarray) -> np.ndarray:
+    """The passages of sections about names ("Brand Names", "Other Names"), ascending. An
+    introduction is not among them: it names its own procedure (the matcher knows those names)
+    and often others beside it ("septoplasty is sometimes done with rhinoplasty")."""
     about_names = np.array([bool(NAMES.search(name)) for name in sections] + [False])
-    return np.union1d(introductions, np.flatnonzero(about_names[passage_section]))
+    return np.flatnonzero(about_names[passage_section])
 
 
 def _filter_names(headings: Sequence[tuple[str, str | None]]) -> tuple[str, ...]:

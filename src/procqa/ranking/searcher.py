@@ -262,12 +262,14 @@ class Searcher:
         section = np.where(sections >= 0, ranked.intent[np.maximum(sections, 0)], f.unmodelled)
         others = ranked.scores[f.passage_procedure[ranked.rows] != top]
         top_score = float(scores[0]) if len(rows) else 0.0
-        outside_gap, kind = self._outside(u)
+        outside_gap, kind = self._outside(u.vector)
+        outside_rest, _ = self._outside(u.rest)
         absent, unanchored, look_alikes = f.vocabulary.absent_name(u.terms, u.named, top)
         unknown_code = f.vocabulary.unknown_code(u.text)
         elsewhere, unknown = f.vocabulary.unexplained(u.terms, top)
         question = (
             outside_gap,
+            outside_rest,
             float(unanchored),
             float(look_alikes),
             float(unknown_code is not None),
@@ -296,14 +298,15 @@ class Searcher:
         ).astype(np.float64)
         return Evidence(question, results, absent, unknown_code, kind)
 
-    def _outside(self, query: Query) -> tuple[float, str | None]:
-        """How much closer the question comes to questions pages rarely answer than to any
-        question about a section, and the kind of the closest such question when closer."""
+    def _outside(self, vector: np.ndarray) -> tuple[float, str | None]:
+        """How much closer a question (or what it asks less the procedure it names: "which
+        surgeon is best for" hip replacement) comes to questions pages rarely answer than to
+        any question about a section, and the kind of the closest such question when closer."""
         f = self.features
         if not len(f.outside) or not len(f.intent.examples):
             return 0.0, None
-        sims = f.outside @ query.vector
-        gap = float(sims.max() - (f.intent.examples @ query.vector).max())
+        sims = f.outside @ vector
+        gap = float(sims.max() - (f.intent.examples @ vector).max())
         return gap, f.outside_kinds[int(np.argmax(sims))] if gap > 0 else None
 
     def _hit(self, passage_id: int, score: float, vector: np.ndarray) -> Hit:
