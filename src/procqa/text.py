@@ -39,11 +39,15 @@ def tokenize(texts: Sequence[str]) -> bm25s.tokenization.Tokenized:
     return bm25s.tokenize(list(texts), stopwords=list(BM25_STOPWORDS), stemmer=_stemmer(), show_progress=False)
 
 
+TOKEN = re.compile(r"(?u)\b\w\w+\b")  # bm25s's (and scikit-learn's) token pattern
+_BM25_STOPWORDS = frozenset(BM25_STOPWORDS)
+
+
 def stems(texts: Sequence[str]) -> list[list[str]]:
-    """Each text's stemmed words, BM25_STOPWORDS left out."""
-    tokens = tokenize(texts)
-    vocab = {v: k for k, v in tokens.vocab.items()}
-    return [[vocab[i] for i in ids] for ids in tokens.ids]
+    """Each text's stemmed words, BM25_STOPWORDS left out: the stems `tokenize` gives, split
+    and stemmed here directly, as a query's few words are too few to pay for bm25s's batch."""
+    stem = _stemmer().stemWords
+    return [stem([t for t in TOKEN.findall(text.lower()) if t not in _BM25_STOPWORDS]) for text in texts]
 
 
 def slugify(text: str) -> str:

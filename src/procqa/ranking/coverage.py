@@ -171,6 +171,9 @@ class Vocabulary:
         self.terms = terms or Terms.bundled()
         self.spellings = Spellings(lexical.vocabulary)
         self.spelt = frozenset(spelt) | self.asking
+        held = matcher.procedure_words.tocsc()
+        held.eliminate_zeros()
+        self.holders = held  # per name word (column), the procedures whose names hold it
 
     def absent_name(self, query: str | QueryTerms, named: np.ndarray, top: int) -> tuple[str | None, int, int]:
         """The first name in the query that no page is about, how many there are in a question
@@ -206,15 +209,22 @@ class Vocabulary:
         return np.asarray(rows, dtype=np.int64)
 
     def _name_words(self, procedure: int) -> frozenset[str]:
-        row = self.matcher.procedure_words[procedure]
-        return frozenset(self.matcher.vocabulary[i] for i in row.indices.tolist())
+        names = self.matcher.procedure_words
+        columns = names.indices[names.indptr[procedure] : names.indptr[procedure + 1]]
+        return frozenset(self.matcher.vocabulary[i] for i in columns.tolist())
 
     def _one_procedure_names(self, term: Sequence[str]) -> bool:
-        columns = [self.matcher.column.get(w) for w in term]
-        if any(c is None for c in columns):
-            return False
-        holders = self.matcher.procedure_words[:, columns]
-        return bool(((holders > 0).sum(axis=1) == len(columns)).any())
+        """Whether one procedure's names hold every word of the term."""
+        common: np.ndarray | None = None
+        for word in term:
+            column = self.matcher.column.get(word)
+            if column is None:
+                return False
+            found = self.holders.indices[self.holders.indptr[column] : self.holders.indptr[column + 1]]
+            common = found if common is None else np.intersect1d(common, found, assume_unique=True)
+            if not common.size:
+                return False
+        return common is not None
 
     def _rows_hold(self, rows: np.ndarray, term: Sequence[str]) -> bool:
         """Whether the passages `rows` (ascending) hold every word of the term between them."""
