@@ -2,8 +2,8 @@
 weights fitted without it, beside the shipped weights, in the same run.
 
 Below `RankingConfig.full_scan` passages every passage is scored, and a passage's fused score
-is a weighted sum of nine signals (procqa.ranking.Weights, all but `code`, which weighs codes
-inside procedure recognition). Each question's signals are computed once per passage; a
+is a weighted sum of nine signals (procqa.ranking.config.SIGNALS and the answer unit's, each
+weighed by the Weights field of its name). Each question's signals are computed once per passage; a
 weight vector then ranks every question with one matrix product. For each collection of
 eval/collections.json, the weights are fitted by coordinate search (each weight in turn
 scaled by 0, 0.5, 0.75, 1.25, 1.5 or 2 while the mean hit@1 of the other collections' tuning
@@ -22,7 +22,7 @@ import argparse
 import json
 import sys
 import time
-from dataclasses import asdict, dataclass, fields, replace
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -35,10 +35,10 @@ from procqa.evaluation.baselines import CachingEmbedder  # noqa: E402
 from procqa.evaluation.collections import read_collections, searcher_of  # noqa: E402
 from procqa.evaluation.questions import DEV, HELDOUT, read_questions  # noqa: E402
 from procqa.ranking import RankingConfig, Searcher  # noqa: E402
-from procqa.ranking.config import Weights  # noqa: E402
+from procqa.ranking.config import SIGNALS as WEIGHED  # noqa: E402
 from procqa.settings import Settings  # noqa: E402
 
-SIGNALS = tuple(f.name for f in fields(Weights) if f.name != "code")
+SIGNALS = (*WEIGHED, "unit")
 SCALES = (0.0, 0.5, 0.75, 1.25, 1.5, 2.0)
 
 
@@ -53,30 +53,12 @@ class Asked:
 
 
 def signals(searcher: Searcher, question: str) -> np.ndarray:
-    """Every passage's nine signals for the question, as Searcher.scores weighs them."""
+    """Every passage's signals for the question, in SIGNALS order, as Searcher.scores weighs them."""
     ranked = searcher._ranked(question, code=None, section=None)
-    s, f, u = searcher, searcher.features, ranked.query
-    rows, bm25 = ranked.rows, ranked.bm25
-    procedures = f.passage_procedure[rows]
-    top = float(bm25.max()) if bm25.size else 0.0
-    lexical = bm25[rows] / top if top > 0 else bm25[rows]
-    best_of = np.zeros(len(f.procedures), dtype=np.float32)
-    np.maximum.at(best_of, procedures, lexical)
-    sections = f.passage_section[rows]
-    by_words = f.section_words.probabilities(u.residual)
-    columns = {
-        "dense": np.asarray(f.vectors[rows], dtype=np.float32) @ u.rest,
-        "identity": f.identity[procedures] @ u.vector,
-        "lexical": lexical,
-        "procedure_lexical": best_of[procedures],
-        "own_word": s._owned_words(u.terms)[procedures],
-        "procedure": u.named[procedures],
-        "section": np.where(sections >= 0, ranked.intent[np.maximum(sections, 0)], f.unmodelled),
-        "section_words": np.where(sections >= 0, by_words[np.maximum(sections, 0)], f.unmodelled),
-        "unit": s._best_units(rows, u.rest),
-    }
+    rows, query = ranked.rows, ranked.query
+    found = [*searcher.signals(query, rows, ranked.bm25, ranked.intent), searcher._best_units(rows, query.rest)]
     out = np.zeros((int(rows.max(initial=-1)) + 1, len(SIGNALS)), dtype=np.float32)
-    out[rows] = np.column_stack([columns[name] for name in SIGNALS])
+    out[rows] = np.column_stack(found)
     return out
 
 

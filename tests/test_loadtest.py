@@ -2,28 +2,17 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import sys
 from pathlib import Path
-from types import ModuleType
 
 import pytest
-from conftest import ROOT
+from conftest import load_script
 
 HELPER = Path(__file__).parent / "fake_procqa.py"
 
 
-def load_script() -> ModuleType:
-    spec = importlib.util.spec_from_file_location("loadtest", ROOT / "scripts" / "loadtest.py")
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules["loadtest"] = module  # dataclasses look their module up by name
-    spec.loader.exec_module(module)
-    return module
-
-
-loadtest = load_script()
+loadtest = load_script("loadtest")
 
 
 def test_a_short_run_on_the_tiny_index_sees_no_server_or_connection_errors(tiny_index: Path, tmp_path: Path) -> None:

@@ -3,27 +3,14 @@ so weights fitted on them rank as the searcher would."""
 
 from __future__ import annotations
 
-import importlib.util
-import sys
 from pathlib import Path
-from types import ModuleType
 
 import numpy as np
-from conftest import ROOT, FakeEmbedder, searcher_of
+from conftest import FakeEmbedder, load_script, searcher_of
 
 from procqa.ranking import RankingConfig
 
-
-def load_script() -> ModuleType:
-    spec = importlib.util.spec_from_file_location("fit_weights", ROOT / "scripts" / "fit_weights.py")
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules["fit_weights"] = module  # dataclasses look their module up by name
-    spec.loader.exec_module(module)
-    return module
-
-
-fit_weights = load_script()
+fit_weights = load_script("fit_weights")
 QUESTIONS = ("how long is recovery", "knee replacement risks", "CPT 47562 preparation", "what is a colonoscopy")
 
 

@@ -22,6 +22,12 @@ class Weights:
     code: float = 2.0
 
 
+# The signals Searcher.signals gives each passage, in order, each weighed by the Weights field
+# of its name; the answer unit's (`unit`) is added apart, and `code` weighs codes inside
+# procedure recognition.
+SIGNALS = ("dense", "identity", "lexical", "procedure_lexical", "own_word", "procedure", "section", "section_words")
+
+
 @dataclass(frozen=True)
 class RankingConfig:
     """The numbers ranking was tuned with, on the tuning parts of the question sets in eval/.

@@ -24,7 +24,7 @@ from procqa.documents import Hit
 from procqa.embedding import Embedder
 from procqa.errors import NotFoundError, QueryError
 from procqa.index import nearest
-from procqa.ranking.config import RankingConfig
+from procqa.ranking.config import SIGNALS, RankingConfig
 from procqa.ranking.coverage import Calibration, Evidence, Verdict, judge
 from procqa.ranking.features import ProcedureInfo, RankingFeatures
 from procqa.ranking.units import pruned_units
@@ -154,9 +154,12 @@ class Searcher:
         f, whole = self.features, self.config.whole_query_intent
         return (1 - whole) * f.intent.probabilities(query.rest) + whole * f.intent.probabilities(query.vector)
 
-    def scores(self, query: Query, rows: np.ndarray, bm25: np.ndarray, intent: np.ndarray | None = None) -> np.ndarray:
-        """The fused score of each passage row for the query (`intent`: `self.intent(query)`)."""
-        f, w = self.features, self.weights
+    def signals(
+        self, query: Query, rows: np.ndarray, bm25: np.ndarray, intent: np.ndarray | None = None
+    ) -> list[np.ndarray]:
+        """Each row's signals before weighting, in SIGNALS order (the answer unit's apart: it is
+        computed only where it can still change the best scores)."""
+        f = self.features
         procedures = f.passage_procedure[rows]
         top = float(bm25.max()) if bm25.size else 0.0
         lexical = bm25[rows] / top if top > 0 else bm25[rows]
@@ -164,22 +167,27 @@ class Searcher:
         # procedure described in everyday words ("scope to get a gallstone out of the bile duct")
         best_of = np.zeros(len(f.procedures), dtype=np.float32)
         np.maximum.at(best_of, procedures, lexical)
-        owns = self._owned_words(query.terms)
         probabilities = self.intent(query) if intent is None else intent
         by_words = f.section_words.probabilities(query.residual)
         sections = f.passage_section[rows]
-        dense = np.asarray(f.vectors[rows], dtype=np.float32) @ query.rest
-        fused: np.ndarray = (
-            w.dense * dense
-            + w.identity * (f.identity[procedures] @ query.vector)
-            + w.lexical * lexical
-            + w.procedure_lexical * best_of[procedures]
-            + w.own_word * owns[procedures]
-            + w.procedure * query.named[procedures]
-            + w.section * np.where(sections >= 0, probabilities[sections], f.unmodelled)
-            + w.section_words * np.where(sections >= 0, by_words[sections], f.unmodelled)
-        )
-        return fused + w.unit * self._unit_term(rows, query.rest, fused, dense)
+        return [
+            np.asarray(f.vectors[rows], dtype=np.float32) @ query.rest,
+            f.identity[procedures] @ query.vector,
+            lexical,
+            best_of[procedures],
+            self._owned_words(query.terms)[procedures],
+            query.named[procedures],
+            np.where(sections >= 0, probabilities[sections], f.unmodelled),
+            np.where(sections >= 0, by_words[sections], f.unmodelled),
+        ]
+
+    def scores(self, query: Query, rows: np.ndarray, bm25: np.ndarray, intent: np.ndarray | None = None) -> np.ndarray:
+        """The fused score of each passage row for the query (`intent`: `self.intent(query)`)."""
+        signals = self.signals(query, rows, bm25, intent)
+        fused: np.ndarray = getattr(self.weights, SIGNALS[0]) * signals[0]
+        for name, signal in zip(SIGNALS[1:], signals[1:], strict=True):
+            fused = fused + getattr(self.weights, name) * signal
+        return fused + self.weights.unit * self._unit_term(rows, query.rest, fused, signals[0])
 
     def _unit_term(self, rows: np.ndarray, vector: np.ndarray, partial: np.ndarray, dense: np.ndarray) -> np.ndarray:
         """Per row, its best unit's similarity: every row's up to `unit_rows` rows, else only
