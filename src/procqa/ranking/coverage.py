@@ -46,6 +46,7 @@ QUESTION_FEATURES = (
     "unknown_code",
     "top_score",
     "margin",
+    "section_margin",
     "named",
     "top_dense",
     "top_identity",

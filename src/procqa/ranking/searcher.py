@@ -268,7 +268,8 @@ class Searcher:
         units = self._best_units(rows, u.rest)
         sections = f.passage_section[rows]
         section = np.where(sections >= 0, ranked.intent[np.maximum(sections, 0)], f.unmodelled)
-        others = ranked.scores[f.passage_procedure[ranked.rows] != top]
+        of_top = f.passage_procedure[ranked.rows] == top
+        others, mine = ranked.scores[~of_top], np.sort(ranked.scores[of_top])
         top_score = float(scores[0]) if len(rows) else 0.0
         outside_gap, kind = self._outside(u.vector)
         outside_rest, _ = self._outside(u.rest)
@@ -283,6 +284,8 @@ class Searcher:
             float(unknown_code is not None),
             top_score,
             min(top_score - float(others.max()), MARGIN) if others.size else MARGIN,
+            # to the next passage of the same procedure: how sure the section is
+            min(top_score - float(mine[-2]), MARGIN) if mine.size > 1 else MARGIN,
             float(u.named.max(initial=0.0)),
             float(dense[0]) if len(rows) else 0.0,
             float(f.identity[top] @ u.vector) if top >= 0 else 0.0,
