@@ -1,12 +1,12 @@
 """The canonical section an unknown heading stands for, read when an index version loads.
 
-A heading procqa knows nothing of ("Going home") is placed by the canonical sections' own
-example questions (data/sections.json), applied to what the collection writes under it:
-when that text reads clearly as one canonical section (`RankingConfig.heading_kind`, the
-posterior of its most likely section), the heading's name does not read as less than an
-even share of it, and the collection has no passage of that section, the heading answers
-under the section's intent, with its own examples added. Only procqa's data decides this,
-never a collection's questions.
+A heading procqa knows nothing of ("Going home", "Afterwards") is read by the canonical
+sections' own example questions (data/sections.json), applied to what the collection writes
+under it and to its name. It answers under the section its text reads as most, with its own
+examples added, when that reading is clear (`RankingConfig.heading_kind`: the text gives the
+section at least that share, or the name does and reads as the same section first), the
+name does not read as less than an even share of it, and the collection has no passage of
+that section. Only procqa's data decides this, never a collection's questions.
 """
 
 from __future__ import annotations
@@ -46,10 +46,11 @@ def inferred_kinds(
         written = [i for i in rows if texts[i] not in names]
         if not name or not written:
             continue
-        read = _mean(model, vectors[written])
+        read, called = _mean(model, vectors[written]), _mean(model, vectors[name])
         best = int(read.argmax())
         kind = model.names[best]
-        if read[best] >= config.heading_kind and _mean(model, vectors[name])[best] >= even and kind not in present:
+        clear = read[best] >= config.heading_kind or (called[best] >= config.heading_kind and called.argmax() == best)
+        if clear and called[best] >= even and kind not in present:
             out[label] = kind
     return out
 
