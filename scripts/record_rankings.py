@@ -3,7 +3,7 @@
     python scripts/record_rankings.py [--out tests/data/rankings.json]
 
 Forty-odd questions from each question set in eval/: the shipped corpus is searched through
-the shipped index/, the two other collections through an index built in a temporary folder.
+the shipped index/, the other collections through indexes built in a temporary folder.
 tests/test_rankings.py searches the same questions and compares, so a change that means to
 keep rankings as they are can show it does.
 """
@@ -26,6 +26,8 @@ SETS = (
     ("eval/questions-2.jsonl", None, 35),
     ("eval/conditions/questions.jsonl", "eval/conditions/corpus", 35),
     ("eval/medicines/questions.jsonl", "eval/medicines/corpus", 35),
+    ("eval/hospital/questions.jsonl", "eval/hospital/corpus", 35),
+    ("eval/leaflets/questions.jsonl", "eval/leaflets/corpus", 35),
 )
 
 
