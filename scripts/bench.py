@@ -424,8 +424,11 @@ def throughput(url: str, queries: Sequence[str], concurrency: int, seconds: floa
     lock = threading.Lock()
     deadline = time.perf_counter() + seconds
 
+    def connect() -> http.client.HTTPConnection:
+        return http.client.HTTPConnection(address.hostname or "127.0.0.1", address.port, timeout=120)
+
     def client_loop(offset: int) -> None:
-        connection = http.client.HTTPConnection(address.hostname or "127.0.0.1", address.port, timeout=120)
+        connection = connect()
         n = offset
         while time.perf_counter() < deadline:
             started = time.perf_counter()
@@ -437,7 +440,7 @@ def throughput(url: str, queries: Sequence[str], concurrency: int, seconds: floa
             except (OSError, http.client.HTTPException):
                 ok = False
                 connection.close()
-                connection = http.client.HTTPConnection(address.hostname or "127.0.0.1", address.port, timeout=120)
+                connection = connect()
             with lock:
                 done[0] += ok
                 failed[0] += not ok

@@ -22,7 +22,7 @@ import argparse
 import json
 import sys
 import time
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
@@ -137,7 +137,7 @@ def main() -> int:
             f"| {r['left_out'][0]:.3f} / {r['left_out'][1]:.3f} |"
         )
     print(f"\n{time.perf_counter() - started:.0f} s; weights fitted without each collection in {args.out}")
-    shipped_weights = asdict(replace(RankingConfig().weights))
+    shipped_weights = asdict(RankingConfig().weights)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps({"shipped": shipped_weights, "rows": rows, "fitted": fitted}, indent=1) + "\n")
     return 0

@@ -5,13 +5,14 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
 import pytest
 from conftest import FakeEmbedder, build_index, searcher_of
 
 from procqa.documents import Procedure, Section, Unit
 from procqa.ingest.sections import CANONICAL, canonical_section, heading_info, heading_key, known_heading, section_info
 from procqa.ranking import RankingConfig
-from procqa.ranking.intent import intent_texts, spread
+from procqa.ranking.intent import SectionIntent, intent_texts, spread
 from procqa.ranking.kinds import merged
 
 MAX_HEADINGS = RankingConfig().max_headings
@@ -144,3 +145,13 @@ def test_a_heading_folded_into_its_section_keeps_each_example_once() -> None:
     )
     assert labels == ("Recovery", "Recovery", "Results")
     assert keep.tolist() == [0, 2, 3]
+
+
+def test_the_mean_over_many_questions_is_the_mean_of_each() -> None:
+    rng = np.random.default_rng(0)
+    examples = rng.normal(size=(12, 8)).astype(np.float32)
+    examples /= np.linalg.norm(examples, axis=1, keepdims=True)
+    intent = SectionIntent(("a", "b", "c") * 4, examples)
+    queries = examples[:5] + 0.1
+    each = np.mean([intent.probabilities(q) for q in queries], axis=0)
+    np.testing.assert_allclose(intent.mean_probabilities(queries), each, rtol=1e-5, atol=1e-6)

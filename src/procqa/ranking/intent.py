@@ -133,6 +133,20 @@ class SectionIntent:
         both: np.ndarray = _softmax(self.logits(query)) + _softmax(self.neighbours(query) / self.temperature)
         return both / 2
 
+    def mean_probabilities(self, queries: np.ndarray) -> np.ndarray:
+        """The mean of `probabilities` over the rows of `queries`, computed for all rows at once."""
+        sims = queries @ self.examples.T
+        near = np.stack(
+            [
+                np.sort(sims[:, self.label_ids == label], axis=1)[:, -self.count :].mean(axis=1)
+                for label in range(len(self.names))
+            ],
+            axis=1,
+        )
+        both = _softmax(self.logits(queries), axis=1) + _softmax(near / self.temperature, axis=1)
+        mean: np.ndarray = (both / 2).mean(axis=0)
+        return mean
+
 
 class SectionWords:
     """Multinomial naive Bayes over stemmed words, each counted once per example.
@@ -161,9 +175,9 @@ class SectionWords:
         return _softmax(self.log_likelihood[:, known].sum(axis=1)).astype(np.float32)
 
 
-def _softmax(logits: np.ndarray) -> np.ndarray:
-    weights = np.exp(logits - logits.max())
-    shares: np.ndarray = weights / weights.sum()
+def _softmax(logits: np.ndarray, axis: int | None = None) -> np.ndarray:
+    weights = np.exp(logits - logits.max(axis=axis, keepdims=axis is not None))
+    shares: np.ndarray = weights / weights.sum(axis=axis, keepdims=axis is not None)
     return shares
 
 

@@ -25,10 +25,12 @@ def inferred_kinds(
 ) -> dict[str, str]:
     """Per intent label of an unknown heading, the canonical section it stands for, where it
     clearly stands for one that no passage in `present` is filed under."""
+    unknown = sorted(label for label in set(labels) if label not in CANONICAL and not section_kind(label))
+    if not unknown:
+        return {}
     own = {(s.name, text) for s in section_info().values() for text in (s.name, s.description, *s.aliases, *s.examples)}
     mine = np.array([pair in own for pair in zip(labels, texts, strict=True)], dtype=bool)
-    unknown = sorted({label for label in labels if label not in CANONICAL and not section_kind(label)})
-    if not mine.any() or not unknown:
+    if not mine.any():
         return {}
     model = SectionIntent(
         tuple(label for label, keep in zip(labels, mine, strict=True) if keep),
@@ -46,18 +48,13 @@ def inferred_kinds(
         written = [i for i in rows if texts[i] not in names]
         if not name or not written:
             continue
-        read, called = _mean(model, vectors[written]), _mean(model, vectors[name])
+        read, called = model.mean_probabilities(vectors[written]), model.mean_probabilities(vectors[name])
         best = int(read.argmax())
         kind = model.names[best]
         clear = read[best] >= config.heading_kind or (called[best] >= config.heading_kind and called.argmax() == best)
         if clear and called[best] >= even and kind not in present:
             out[label] = kind
     return out
-
-
-def _mean(model: SectionIntent, vectors: np.ndarray) -> np.ndarray:
-    found: np.ndarray = np.mean([model.probabilities(v) for v in vectors], axis=0)
-    return found
 
 
 def merged(labels: Sequence[str], texts: Sequence[str], kinds: dict[str, str]) -> tuple[tuple[str, ...], np.ndarray]:
