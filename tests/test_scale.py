@@ -90,6 +90,25 @@ def test_the_approximate_index_finds_the_exact_top_10(monkeypatch: pytest.Monkey
     assert recall_at_10(rescored, truth) >= 0.99
 
 
+@pytest.mark.parametrize("allowed", [None, "some", "fewer than k"])
+def test_an_exact_index_in_memory_answers_as_faiss_does(allowed: str | None) -> None:
+    vectors = clustered(3_000, centres=50, seed=3, dimension=32)
+    queries = clustered(20, centres=50, seed=4, dimension=32)
+    rows = {None: None, "some": np.arange(0, 3_000, 7), "fewer than k": np.array([5, 17, 2_999])}[allowed]
+    index = faiss.IndexFlatIP(32)
+    index.add(vectors)
+    params = None
+    if rows is not None:
+        params = faiss.SearchParameters()
+        params.sel = faiss.IDSelectorBatch(rows)
+
+    scores, ids = nearest(index, vectors, queries, 50, allowed=rows)
+    faiss_scores, faiss_ids = index.search(queries, 50, params=params)
+
+    np.testing.assert_array_equal(ids, faiss_ids)  # -1 past the allowed rows, as faiss
+    np.testing.assert_allclose(scores, faiss_scores, rtol=1e-5, atol=1e-6)
+
+
 def _generator():  # type: ignore[no-untyped-def]
     spec = importlib.util.spec_from_file_location("make_synthetic_corpus", ROOT / "scripts/make_synthetic_corpus.py")
     assert spec and spec.loader

@@ -156,7 +156,7 @@ def test_procqa_eval_reports_answer_at_1_and_can_force_the_candidate_path(tiny_i
         record = json.loads((out / "eval.json").read_text())
         assert record["systems"]["procqa"]["splits"]["all"][ANSWER1] is not None
         assert record["systems"]["bm25"]["splits"]["all"][ANSWER1] is None
-        assert record["ranking_config"]["full_scan"] == (0 if flags else 20_000)
+        assert record["ranking_config"]["full_scan"] == (0 if flags else RankingConfig().full_scan)
 
 
 def test_pruned_units_keep_the_best_scores_of_scoring_every_unit() -> None:

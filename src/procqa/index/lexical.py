@@ -8,6 +8,7 @@ from pathlib import Path
 import bm25s
 import numpy as np
 
+from procqa.arrays import plain
 from procqa.text import QueryTerms, tokenize
 
 
@@ -28,7 +29,9 @@ class Lexical:
 
     @classmethod
     def load(cls, folder: Path) -> Lexical:
-        return cls(bm25s.BM25.load(str(folder), mmap=True))
+        retriever = bm25s.BM25.load(str(folder), mmap=True)
+        retriever.scores = {name: plain(value) for name, value in retriever.scores.items()}
+        return cls(retriever)
 
     def scores(self, query: str | QueryTerms) -> np.ndarray:
         """BM25 score of every passage for the query (zeros when no word is known)."""

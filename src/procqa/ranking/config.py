@@ -41,7 +41,11 @@ class RankingConfig:
     whole_query_intent: float = 0.25
     bare_name: str = "what is it"  # a query that is only a name or a code asks what the procedure is
     # candidates
-    full_scan: int = 20_000  # up to this many passages (after filters), every passage is scored
+    # Up to this many passages (after filters) every passage is scored. Measured on two cores:
+    # at the sample corpus's 1,300 passages the candidate path is as fast as the full scan
+    # (11.2 against 11.3 ms p50), at 10,000 long sections it takes half the time (15 against
+    # 28 ms), so the exact scan is kept only where it costs nothing.
+    full_scan: int = 2_000
     dense_candidates: int = 200
     lexical_candidates: int = 200
     top_procedures: int = 20

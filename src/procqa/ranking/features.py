@@ -10,11 +10,12 @@ from __future__ import annotations
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
-from typing import Any, overload
+from typing import Any
 
 import faiss
 import numpy as np
 
+from procqa.arrays import plain
 from procqa.documents import Passage, ProcedureRecord
 from procqa.index import IndexData, Lexical, Rows
 from procqa.ranking.config import RankingConfig
@@ -131,9 +132,9 @@ class RankingFeatures:
             manifest=data.manifest,
             config=config,
             passages=data.passages,
-            vectors=_plain(data.vectors),
-            units=_plain(data.units),
-            unit_offsets=_plain(data.unit_offsets),
+            vectors=plain(data.vectors),
+            units=plain(data.units),
+            unit_offsets=plain(data.unit_offsets),
             dense=data.dense,
             lexical=data.lexical,
             procedures=procedures,
@@ -165,16 +166,6 @@ class RankingFeatures:
             ),
             unit_reach=unit_reach(data.vectors, data.units, data.unit_offsets),
         )
-
-
-@overload
-def _plain(array: np.ndarray) -> np.ndarray: ...
-@overload
-def _plain(array: np.ndarray | Rows) -> np.ndarray | Rows: ...
-def _plain(array: np.ndarray | Rows) -> np.ndarray | Rows:
-    """A memory map as a plain array over the same pages: np.memmap's Python-level indexing
-    costs tens of microseconds a call, and a query indexes these arrays dozens of times."""
-    return array.view(np.ndarray) if isinstance(array, np.memmap) else array
 
 
 def _kinds(data: IndexData, examples: Examples, config: RankingConfig) -> tuple[Examples, dict[str, str]]:

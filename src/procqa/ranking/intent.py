@@ -111,6 +111,7 @@ class SectionIntent:
         self.temperature = temperature
         position = {name: i for i, name in enumerate(self.names)}
         self.label_ids = np.array([position[label] for label in labels], dtype=np.int64)
+        self.groups = [np.flatnonzero(self.label_ids == label) for label in range(len(self.names))]
         self.examples = np.asarray(vectors, dtype=np.float32)
         targets = np.eye(len(self.names), dtype=np.float32)[self.label_ids]
         self.weights, self.bias = _fit(self.examples, targets, scale)
@@ -123,8 +124,8 @@ class SectionIntent:
         """Per label, the mean similarity of its `neighbours` closest examples."""
         sims = self.examples @ query
         out = np.zeros(len(self.names), dtype=np.float32)
-        for label in range(len(self.names)):
-            out[label] = np.sort(sims[self.label_ids == label])[-self.count :].mean()
+        for label, rows in enumerate(self.groups):
+            out[label] = np.sort(sims[rows])[-self.count :].mean()
         return out
 
     def probabilities(self, query: np.ndarray) -> np.ndarray:

@@ -188,4 +188,6 @@ def _names(token: str, named: set[str], codes: set[str], min_ratio: float) -> bo
 def _close(word: str, vocabulary: set[str], min_ratio: float) -> bool:
     if word in vocabulary:
         return True
-    return len(word) >= 4 and any(fuzz.ratio(word, v) >= min_ratio for v in vocabulary)
+    if len(word) < 4:
+        return False
+    return process.extractOne(word, vocabulary, scorer=fuzz.ratio, score_cutoff=min_ratio) is not None
