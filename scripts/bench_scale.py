@@ -9,7 +9,7 @@
            load at concurrency 8, counting failed requests and the versions that answered
 
     python scripts/bench_scale.py                  # both, about 4 minutes on two cores
-    python scripts/bench_scale.py --only workers
+    python scripts/bench_scale.py --only workers [--index index]
 
 Results: a Markdown summary on stdout and JSON in reports/bench-scale.json. `make bench`
 runs it after scripts/bench.py.
@@ -125,6 +125,29 @@ def memory(pid: int) -> dict[str, float]:
     }
 
 
+def cpu_seconds(pids: list[int]) -> float:
+    """User and system CPU seconds the processes have used, every thread counted."""
+    ticks = os.sysconf("SC_CLK_TCK")
+    total = 0
+    for pid in pids:
+        fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
+        total += int(fields[11]) + int(fields[12])  # utime, stime
+    return total / ticks
+
+
+def loaded(url: str, queries: list[str], pids: list[int], seconds: float) -> dict[str, Any]:
+    """throughput() at concurrency 8, with the cores the server's processes and this load
+    generator kept busy meanwhile: what bounds a second worker's gain on a shared machine."""
+    server, client, started = cpu_seconds(pids), time.process_time(), time.perf_counter()
+    row = throughput(url, queries, 8, seconds)
+    elapsed = time.perf_counter() - started
+    busy = cpu_seconds(pids) - server
+    row["server_cores"] = round(busy / elapsed, 2)
+    row["client_cores"] = round((time.process_time() - client) / elapsed, 2)
+    row["server_cpu_ms_per_query"] = round(busy * 1000 / max(row["qps"] * elapsed, 1.0), 2)
+    return row
+
+
 def start(root: Path, workers: int) -> tuple[subprocess.Popen[bytes], str]:
     import httpx
 
@@ -160,8 +183,8 @@ def bench_workers(root: Path, *, seconds: float, reloads: int) -> dict[str, Any]
         process, url = start(root, workers)
         try:
             throughput(url, queries, 8, 2.0)  # warm every worker
-            row: dict[str, Any] = {"c8": throughput(url, queries, 8, seconds)}
             pids = children(process.pid) if workers > 1 else [process.pid]
+            row: dict[str, Any] = {"c8": loaded(url, queries, [process.pid, *children(process.pid)], seconds)}
             row["memory"] = {str(i + 1): memory(pid) for i, pid in enumerate(pids)}
             row["supervisor"] = memory(process.pid) if workers > 1 else None
             if workers > 1:
@@ -172,6 +195,10 @@ def bench_workers(root: Path, *, seconds: float, reloads: int) -> dict[str, Any]
     one, two = result["1"]["c8"], result["2"]["c8"]
     result["throughput_ratio_c8"] = round(two["qps"] / one["qps"], 3)
     result["p99_ratio_c8"] = round(two["p99_ms"] / one["p99_ms"], 3)
+    # the most two workers can gain here: the cores left beside the load generator, over the
+    # cores one worker already keeps busy (its model calls overlap other requests' ranking)
+    cores = os.cpu_count() or 1
+    result["throughput_bound_c8"] = round((cores - two["client_cores"]) / one["server_cores"], 3)
     return result
 
 
@@ -229,6 +256,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--only", choices=("ray", "workers"))
     parser.add_argument("--seconds", type=float, default=10.0, help="seconds of load per measurement")
     parser.add_argument("--reloads", type=int, default=10)
+    parser.add_argument("--index", type=Path, help="serve a copy of this built index of the sample corpus (workers)")
     parser.add_argument("--work", type=Path, default=Path("/tmp/procqa-bench-scale"))
     parser.add_argument("--out", type=Path, default=ROOT / "reports" / "bench-scale.json")
     args = parser.parse_args(argv)
@@ -239,7 +267,9 @@ def main(argv: list[str] | None = None) -> int:
         results["ray"] = bench_ray(args.work)
     if args.only in (None, "workers"):
         root = args.work / "local"
-        if not (root / "CURRENT").exists():
+        if args.index:
+            shutil.copytree(args.index, root)
+        elif not (root / "CURRENT").exists():
             timed_build(ROOT / "corpus", root)
         results["workers"] = bench_workers(root, seconds=args.seconds, reloads=args.reloads)
     args.out.parent.mkdir(parents=True, exist_ok=True)

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import FakeEmbedder, searcher_of
+from conftest import FakeEmbedder, build_index, searcher_of
 from fastapi.testclient import TestClient
 from sklearn.linear_model import LogisticRegression
 from sklearn.pipeline import make_pipeline
@@ -31,6 +31,7 @@ from procqa.ranking.coverage import (
     Evidence,
     Logistic,
     judge,
+    subject_kinds,
 )
 from procqa.ranking.terms import Terms
 
@@ -72,6 +73,48 @@ def test_a_name_no_page_is_about_is_found_absent(searcher: Searcher, query: str,
     _, evidence = searcher.examine(query, k=3)
 
     assert evidence.absent == absent
+
+
+def test_a_collection_is_about_the_kinds_of_name_its_titles_give() -> None:
+    terms = Terms({"procedures": ["colonoscopy"], "conditions": ["asthma", "gout"], "medicines": ["ibuprofen"]})
+
+    assert subject_kinds(terms, ["Asthma", "Gout", "Asthma in children", "Colonoscopy"]) == {"conditions"}
+    assert subject_kinds(terms, ["Ibuprofen", "Colonoscopy"]) == {"medicines", "procedures"}
+    assert subject_kinds(terms, []) == frozenset()
+
+
+def test_a_condition_no_page_is_about_is_absent_from_a_collection_of_conditions(
+    tmp_path: Path, fake_embedder: FakeEmbedder
+) -> None:
+    (tmp_path / "corpus").mkdir()
+    for title, cause in [("Asthma", "airways"), ("Gout", "uric acid"), ("Migraine", "the brain")]:
+        sections = [
+            {"name": "Overview", "text": f"{title} is a long-term condition of {cause}."},
+            {"name": "Symptoms", "text": f"{title} can get worse over time; people with COPD or asthma may notice it."},
+        ]
+        page = {"title": title, "code": None, "sections": sections}
+        (tmp_path / "corpus" / f"{title.lower()}.jsonl").write_text(json.dumps(page) + "\n", "utf-8")
+    searcher = searcher_of(build_index(tmp_path / "corpus", tmp_path / "index", fake_embedder), fake_embedder)
+
+    assert searcher.examine("copd symptoms getting worse", k=3)[1].absent == "copd"
+    assert searcher.examine("asthma symptoms getting worse", k=3)[1].absent is None
+
+
+@pytest.mark.parametrize(("mentioned", "absent"), [(False, "vasectomy reversal"), (True, None)])
+def test_a_look_alike_the_page_speaks_of_is_not_absent(
+    tmp_path: Path, fake_embedder: FakeEmbedder, mentioned: bool, absent: str | None
+) -> None:
+    after = "A vasectomy reversal is possible, but it does not always work." if mentioned else "It is permanent."
+    sections = [
+        {"name": "Summary", "text": "A vasectomy is a minor operation that makes a man unable to father children."},
+        {"name": "Recovery", "text": f"Most men go back to work in two days. {after}"},
+    ]
+    (tmp_path / "corpus").mkdir()
+    page = {"title": "Vasectomy", "code": "55250", "sections": sections}
+    (tmp_path / "corpus" / "vasectomy.jsonl").write_text(json.dumps(page) + "\n", "utf-8")
+    searcher = searcher_of(build_index(tmp_path / "corpus", tmp_path / "index", fake_embedder), fake_embedder)
+
+    assert searcher.examine("vasectomy reversal success rate", k=3)[1].absent == absent
 
 
 @pytest.mark.parametrize(

@@ -36,6 +36,10 @@ CODE_SHAPES = re.compile(
 )
 NAMED = 0.5  # a procedure scored this high by the matcher is named by the question
 LOOK_ALIKE_KINDS = frozenset({"procedures", "tests"})
+# A kind of name (condition, medicine) is also the subject of a collection when this share of
+# its titles name one: a conditions site lacking a page on COPD does not cover "copd symptoms".
+SUBJECT_SHARE = 1 / 3
+SUBJECT_SAMPLE = 500
 TOPICAL = 0.2  # the similarity to a passage above which an unnamed question speaks of the pages' topics
 # What a question is measured by: first the question's own, then each result's.
 QUESTION_FEATURES = (
@@ -160,8 +164,10 @@ class Vocabulary:
         codes: Sequence[str | None],
         spelt: Collection[str] = (),
         terms: Terms | None = None,
+        titles: Sequence[str] = (),
     ) -> None:
-        """`spelt`: the collection's own words, taken as spelt right when names are looked up."""
+        """`spelt`: the collection's own words, taken as spelt right when names are looked up;
+        `titles`: its pages' titles, whose kinds of name are what the collection is about."""
         self.matcher = matcher
         self.lexical = lexical
         self.passage_procedure = passage_procedure
@@ -172,6 +178,7 @@ class Vocabulary:
         self.terms = terms or Terms.bundled()
         self.spellings = Spellings(lexical.vocabulary)
         self.spelt = frozenset(spelt) | self.asking
+        self.subjects = LOOK_ALIKE_KINDS | subject_kinds(self.terms, titles)
         held = matcher.procedure_words.tocsc()
         held.eliminate_zeros()
         self.holders = held  # per name word (column), the procedures whose names hold it
@@ -186,7 +193,8 @@ class Vocabulary:
         procedure or test that shares a word with the anchor ("knee arthroscopy" beside knee
         replacement, "vasectomy reversal" beside vasectomy): that is a look-alike the
         collection lacks. Unanchored, every name no page has is absent, but a condition the top
-        result's page speaks of ("headache" after a spinal tap)."""
+        result's page speaks of ("headache" after a spinal tap). Conditions and medicines count
+        as procedures do in a collection whose pages are about them (`subjects`)."""
         query = QueryTerms.of(query)
         terms = self.terms.find(query, spelt=self.spelt)
         resolved = [self._one_procedure_names(t.words) or self._named_in_passages(t.words) for t in terms]
@@ -195,13 +203,17 @@ class Vocabulary:
         if best >= 0 and named[best] >= NAMED:
             anchors.append(self._name_words(best))
         missing = [term for term, found in zip(terms, resolved, strict=True) if not found]
+        top_rows = self._rows_of(top)
         if anchors:
             absent = [
-                t for t in missing if t.kind in LOOK_ALIKE_KINDS and any(a.intersection(t.words) for a in anchors)
+                t
+                for t in missing
+                if t.kind in self.subjects
+                and any(a.intersection(t.words) for a in anchors)
+                and not self._rows_hold(top_rows, t.words)
             ]
         else:
-            top_rows = self._rows_of(top)
-            absent = [t for t in missing if t.kind in LOOK_ALIKE_KINDS or not self._rows_hold(top_rows, t.words)]
+            absent = [t for t in missing if t.kind in self.subjects or not self._rows_hold(top_rows, t.words)]
         first = absent[0].as_written(query.text) if absent else None
         return first, 0 if anchors else len(absent), len(absent) if anchors else 0
 
@@ -273,6 +285,18 @@ class Vocabulary:
             if held is None or not np.isin(held, rows, assume_unique=True).any():
                 elsewhere += 1
         return elsewhere, unknown
+
+
+def subject_kinds(terms: Terms, titles: Sequence[str]) -> frozenset[str]:
+    """The kinds of name (conditions, medicines, ...) that at least SUBJECT_SHARE of the
+    titles name: what the collection's pages are about (read off an even sample of at most
+    SUBJECT_SAMPLE titles, so that a large collection loads as fast)."""
+    titles = titles[:: max(1, len(titles) // SUBJECT_SAMPLE)]
+    counts: dict[str, int] = {}
+    for title in titles:
+        for kind in {t.kind for t in terms.find(title)}:
+            counts[kind] = counts.get(kind, 0) + 1
+    return frozenset(kind for kind, n in counts.items() if titles and n >= SUBJECT_SHARE * len(titles))
 
 
 def judge(evidence: Evidence, calibration: Calibration) -> Verdict:

@@ -163,6 +163,7 @@ class RankingFeatures:
                 examples.texts,
                 [p.code for p in data.procedures],
                 spelt=data.word_bags().vocabulary,
+                titles=[p.title for p in data.procedures],
             ),
             unit_reach=unit_reach(data.vectors, data.units, data.unit_offsets),
         )
