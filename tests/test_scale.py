@@ -90,11 +90,16 @@ def test_the_approximate_index_finds_the_exact_top_10(monkeypatch: pytest.Monkey
     assert recall_at_10(rescored, truth) >= 0.99
 
 
-@pytest.mark.parametrize("allowed", [None, "some", "fewer than k"])
+@pytest.mark.parametrize("allowed", [None, "most", "some", "fewer than k"])
 def test_an_exact_index_in_memory_answers_as_faiss_does(allowed: str | None) -> None:
     vectors = clustered(3_000, centres=50, seed=3, dimension=32)
     queries = clustered(20, centres=50, seed=4, dimension=32)
-    rows = {None: None, "some": np.arange(0, 3_000, 7), "fewer than k": np.array([5, 17, 2_999])}[allowed]
+    rows = {
+        None: None,
+        "most": np.arange(0, 3_000, 2),
+        "some": np.arange(0, 3_000, 7),
+        "fewer than k": np.array([5, 17, 2_999]),
+    }[allowed]
     index = faiss.IndexFlatIP(32)
     index.add(vectors)
     params = None

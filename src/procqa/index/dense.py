@@ -118,7 +118,10 @@ def _scan(
     on two cores a query over 10,000 vectors takes 0.4 ms this way, against faiss's 1-2 ms
     (whose worker threads then keep spinning beside the query's other work)."""
     rows = np.arange(len(vectors)) if allowed is None else np.asarray(allowed, dtype=np.int64)
-    sims = queries @ (vectors if allowed is None else vectors[rows]).T
+    if allowed is None or 4 * len(rows) > len(vectors):
+        sims = queries @ vectors.T if allowed is None else (queries @ vectors.T)[:, rows]
+    else:  # a few rows: gather them rather than score every vector
+        sims = queries @ vectors[rows].T
     take = min(k, sims.shape[1])
     scores = np.full((len(queries), k), -np.finfo(np.float32).max, dtype=np.float32)
     ids = np.full((len(queries), k), -1, dtype=np.int64)
