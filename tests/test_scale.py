@@ -3,14 +3,12 @@ and the synthetic corpus generator writes documents the parser reads back."""
 
 from __future__ import annotations
 
-import importlib.util
-import sys
 from pathlib import Path
 
 import faiss
 import numpy as np
 import pytest
-from conftest import ROOT, FakeEmbedder
+from conftest import ROOT, FakeEmbedder, load_script
 
 from procqa.index import dense as store
 from procqa.index import dense_index, index_type, load, nearest
@@ -114,17 +112,8 @@ def test_an_exact_index_in_memory_answers_as_faiss_does(allowed: str | None) -> 
     np.testing.assert_allclose(scores, faiss_scores, rtol=1e-5, atol=1e-6)
 
 
-def _generator():  # type: ignore[no-untyped-def]
-    spec = importlib.util.spec_from_file_location("make_synthetic_corpus", ROOT / "scripts/make_synthetic_corpus.py")
-    assert spec and spec.loader
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module
-    spec.loader.exec_module(module)
-    return module
-
-
 def test_the_synthetic_corpus_parses_into_distinct_procedures(tmp_path: Path) -> None:
-    generator = _generator()
+    generator = load_script("make_synthetic_corpus")
 
     assert generator.main([str(tmp_path / "synthetic"), "-n", "300", "--seed", "7"]) == 0
 
@@ -137,7 +126,7 @@ def test_the_synthetic_corpus_parses_into_distinct_procedures(tmp_path: Path) ->
 
 
 def test_the_synthetic_corpus_is_the_same_for_the_same_seed(tmp_path: Path) -> None:
-    generator = _generator()
+    generator = load_script("make_synthetic_corpus")
     for name, seed in (("a", 3), ("b", 3), ("c", 4)):
         generator.main([str(tmp_path / name), "-n", "20", "--seed", str(seed)])
 

@@ -7,6 +7,7 @@ from collections.abc import Sequence
 import faiss
 import numpy as np
 
+from procqa.arrays import top_k_rows
 from procqa.index.storage import Rows
 
 FLAT_MAX = 50_000  # more passages than this get an approximate dense index (see dense_index)
@@ -126,7 +127,7 @@ def _scan(
     scores = np.full((len(queries), k), -np.finfo(np.float32).max, dtype=np.float32)
     ids = np.full((len(queries), k), -1, dtype=np.int64)
     for row, found in enumerate(sims):
-        best = np.argpartition(-found, take - 1)[:take] if take < len(found) else np.arange(len(found))
+        best = top_k_rows(found, take)
         best = best[np.lexsort((best, -found[best]))]
         scores[row, :take], ids[row, :take] = found[best], rows[best]
     return scores, ids

@@ -137,13 +137,7 @@ class SectionIntent:
     def mean_probabilities(self, queries: np.ndarray) -> np.ndarray:
         """The mean of `probabilities` over the rows of `queries`, computed for all rows at once."""
         sims = queries @ self.examples.T
-        near = np.stack(
-            [
-                np.sort(sims[:, self.label_ids == label], axis=1)[:, -self.count :].mean(axis=1)
-                for label in range(len(self.names))
-            ],
-            axis=1,
-        )
+        near = np.stack([np.sort(sims[:, rows], axis=1)[:, -self.count :].mean(axis=1) for rows in self.groups], axis=1)
         both = _softmax(self.logits(queries), axis=1) + _softmax(near / self.temperature, axis=1)
         mean: np.ndarray = (both / 2).mean(axis=0)
         return mean
