@@ -142,7 +142,7 @@ def get_procedure(
 
 
 @router.get("/health", responses=ok_response("health"))
-def health() -> HealthPublic:
+async def health() -> HealthPublic:
     """Report that the process is alive."""
     return HealthPublic()
 
