@@ -52,6 +52,13 @@ def test_terms_keep_the_longest_name_and_forgive_a_misspelling() -> None:
     assert terms.find("how long is recovery") == []
 
 
+def test_a_name_that_keeps_one_letter_of_its_words_names_nothing() -> None:
+    terms = Terms({"procedures": ["t&a", "i&d", "tonsillectomy"], "tests": ["ct"]})
+
+    assert terms.find("T-shaped coil, how do I check the strings") == []
+    assert [t.name for t in terms.find("tonsillectomy or CT scan")] == ["tonsillectomy", "ct"]
+
+
 def test_a_name_is_given_as_the_question_writes_it() -> None:
     terms = Terms({"procedures": ["lasik", "vasectomy reversal"]})
     query = "is a Vasectomy  Reversal worse than LASIK?"

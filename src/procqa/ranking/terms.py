@@ -88,7 +88,8 @@ class Terms:
         for kind, group in names.items():
             for name in group:
                 split = tuple(dict.fromkeys(words(name)))
-                if split and name not in seen:
+                # "t&a" keeps only "t" once its stop word goes: a lone letter names nothing
+                if any(len(w) > 1 for w in split) and name not in seen:
                     seen.add(name)
                     for word in split:
                         self.by_word[word].add(len(self.names))
