@@ -3,7 +3,9 @@ fitted models, and the contract of the API, the CLI and the calibration report."
 
 from __future__ import annotations
 
+import dataclasses
 import json
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -19,6 +21,8 @@ from procqa.evaluation.calibration import (
     FLAG_ANSWERABLE,
     Observation,
     _logistic,
+    _rows,
+    _top_weight,
     expected_calibration_error,
     fit,
     leave_one_out,
@@ -267,6 +271,27 @@ def test_each_collection_is_judged_by_models_fitted_without_it() -> None:
         "c": ("a", "b"),
     }
     assert all(o.split == "heldout" and o.collection == name for name, r in results.items() for o in r.tested)
+
+
+@pytest.mark.parametrize(
+    ("lower_right", "heavier"),
+    [(lambda row: row[0] > -0.5, False), (lambda row: row[1] > 0.3, True)],
+    ids=["same rule", "another rule"],
+)
+def test_top_results_weigh_more_when_they_are_right_by_another_rule_than_the_rest(
+    lower_right: Callable[[np.ndarray], bool], heavier: bool
+) -> None:
+    rng = np.random.default_rng(7)
+    found = []
+    for o in (o for name in ("a", "b", "c") for o in observations(name, rng, n=150)):
+        lower = tuple(bool(o.answerable and lower_right(row)) for row in o.evidence.results[1:])
+        found.append(dataclasses.replace(o, relevant=(o.relevant[0], *lower)))
+    rows, labels, groups, top = _rows(found)
+
+    weights = _top_weight(rows, labels, groups, top)
+
+    assert set(weights[~top]) == {1.0}
+    assert (weights[top][0] >= 8.0) if heavier else (weights[top][0] <= 2.0)
 
 
 def test_the_shipped_models_read_back_and_name_their_features() -> None:

@@ -4,8 +4,8 @@ Each question of each collection, answerable or not, is searched once and observ
 evidence (`procqa.ranking.coverage.Evidence`) and whether each result answers it. Two
 logistic regressions (scikit-learn) are fitted on the tuning parts of the other collections:
 coverage (is the question answerable here at all) and confidence (does this result answer
-it), the latter mapped through isotonic regression fitted on out-of-fold predictions, so its
-probabilities hold on questions it was not fitted on. The coverage threshold is the one that
+it), in which each question's top result weighs as much as the out-of-fold fit finds best,
+since its confidence is the one people read first. The coverage threshold is the one that
 flags `FLAG_ANSWERABLE` of the other collections' answerable questions, out of fold.
 """
 
@@ -15,9 +15,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
-from sklearn.isotonic import IsotonicRegression
 from sklearn.linear_model import LogisticRegression
-from sklearn.metrics import roc_auc_score
+from sklearn.metrics import brier_score_loss, roc_auc_score
 from sklearn.model_selection import GroupKFold, cross_val_predict
 from sklearn.pipeline import Pipeline, make_pipeline
 from sklearn.preprocessing import StandardScaler
@@ -34,6 +33,7 @@ from procqa.ranking.coverage import (
 
 FLAG_ANSWERABLE = 0.015  # share of answerable tuning questions the threshold may flag
 RESULTS = 5  # results per question the confidence model learns from
+TOP_WEIGHTS = (1.0, 2.0, 4.0, 8.0, 16.0)  # weights of a question's top result tried in that fit
 BINS = 10
 TOP_SCORE = QUESTION_FEATURES.index("top_score")
 
@@ -84,7 +84,7 @@ def _rows(observations: Sequence[Observation]) -> tuple[np.ndarray, np.ndarray, 
     return np.array(rows, dtype=np.float64), np.array(labels, dtype=np.int64), np.array(groups), np.array(top)
 
 
-def _logistic(pipeline: Pipeline, features: Sequence[str], iso: IsotonicRegression | None = None) -> Logistic:
+def _logistic(pipeline: Pipeline, features: Sequence[str]) -> Logistic:
     scaler, model = pipeline[0], pipeline[-1]
     return Logistic(
         features=tuple(features),
@@ -92,8 +92,6 @@ def _logistic(pipeline: Pipeline, features: Sequence[str], iso: IsotonicRegressi
         scale=tuple(float(v) for v in scaler.scale_),
         coef=tuple(float(v) for v in model.coef_[0]),
         intercept=float(model.intercept_[0]),
-        isotonic_x=() if iso is None else tuple(float(v) for v in iso.X_thresholds_),
-        isotonic_y=() if iso is None else tuple(float(v) for v in iso.y_thresholds_),
     )
 
 
@@ -101,11 +99,29 @@ def _model() -> Pipeline:
     return make_pipeline(StandardScaler(), LogisticRegression(C=1.0, max_iter=5000))
 
 
-def _out_of_fold(x: np.ndarray, y: np.ndarray, groups: np.ndarray) -> np.ndarray:
-    """Each row's probability from a model fitted without its collection (or 5 folds, with one)."""
+def _out_of_fold(x: np.ndarray, y: np.ndarray, groups: np.ndarray, weights: np.ndarray | None = None) -> np.ndarray:
+    """Each row's probability from a model fitted without its collection (or 5 folds, with one),
+    rows weighted by `weights` in fitting."""
     folds = min(len(set(groups.tolist())), 5)
     splitter = GroupKFold(n_splits=folds) if folds >= 2 else 5
-    return np.asarray(cross_val_predict(_model(), x, y, groups=groups, cv=splitter, method="predict_proba"))[:, 1]
+    params = {} if weights is None else {"logisticregression__sample_weight": weights}
+    held = cross_val_predict(_model(), x, y, groups=groups, cv=splitter, method="predict_proba", params=params)
+    return np.asarray(held)[:, 1]
+
+
+def _top_weight(rows: np.ndarray, labels: np.ndarray, groups: np.ndarray, top: np.ndarray) -> np.ndarray:
+    """Each confidence row's weight: 1, but a top result's is the one of TOP_WEIGHTS whose
+    out-of-fold top-result probabilities score best (Brier). Fitted on all results alike, the
+    model was right about lower ones and told right top results from wrong ones less well."""
+
+    def weights(top_weight: float) -> np.ndarray:
+        return np.where(top, top_weight, 1.0)
+
+    def brier(top_weight: float) -> float:
+        held = _out_of_fold(rows, labels, groups, weights(top_weight))
+        return float(brier_score_loss(labels[top], held[top]))
+
+    return weights(min(TOP_WEIGHTS, key=brier))
 
 
 def fit(observations: Sequence[Observation]) -> Calibration:
@@ -117,15 +133,12 @@ def fit(observations: Sequence[Observation]) -> Calibration:
     held = _out_of_fold(x, y, groups)
     threshold = float(np.quantile(held[y == 1], FLAG_ANSWERABLE)) if (y == 1).any() else 0.5
     rows, labels, row_groups, top = _rows(observations)
-    confidence = _model().fit(rows, labels)
-    # the map is fitted on top results, whose confidence is the one people read first
-    iso = IsotonicRegression(out_of_bounds="clip", y_min=0.0, y_max=1.0).fit(
-        _out_of_fold(rows, labels, row_groups)[top], labels[top]
-    )
+    weights = _top_weight(rows, labels, row_groups, top)
+    confidence = _model().fit(rows, labels, logisticregression__sample_weight=weights)
     return Calibration(
         coverage=_logistic(coverage, QUESTION_FEATURES),
         threshold=threshold,
-        confidence=_logistic(confidence, QUESTION_FEATURES + RESULT_FEATURES, iso),
+        confidence=_logistic(confidence, QUESTION_FEATURES + RESULT_FEATURES),
         fitted_on=tuple(sorted(set(groups.tolist()))),
     )
 

@@ -76,27 +76,24 @@ class Evidence:
 
 @dataclass(frozen=True)
 class Logistic:
-    """A logistic model over standardised features, as fitted by scikit-learn, and an
-    isotonic map of its probability (empty: none)."""
+    """A logistic model over standardised features, as fitted by scikit-learn."""
 
     features: tuple[str, ...]
     mean: tuple[float, ...]
     scale: tuple[float, ...]
     coef: tuple[float, ...]
     intercept: float
-    isotonic_x: tuple[float, ...] = ()
-    isotonic_y: tuple[float, ...] = ()
 
     def probability(self, rows: np.ndarray) -> np.ndarray:
         """The model's probability for each row (a row: features in `features` order), as
-        scikit-learn's predict_proba gives it, then mapped by the isotonic fit."""
+        scikit-learn's predict_proba gives it."""
         z = ((np.atleast_2d(rows) - np.array(self.mean)) / np.array(self.scale)) @ np.array(self.coef) + self.intercept
         p: np.ndarray = 1.0 / (1.0 + np.exp(-z))
-        return np.interp(p, self.isotonic_x, self.isotonic_y) if self.isotonic_x else p
+        return p
 
     @classmethod
     def from_dict(cls, raw: Mapping[str, Any]) -> Logistic:
-        numbers = ("mean", "scale", "coef", "isotonic_x", "isotonic_y")
+        numbers = ("mean", "scale", "coef")
         return cls(
             features=tuple(raw["features"]),
             intercept=float(raw["intercept"]),
