@@ -19,8 +19,12 @@ from sklearn.preprocessing import StandardScaler
 from procqa import cli
 from procqa.evaluation.calibration import (
     FLAG_ANSWERABLE,
+    STRENGTHS,
     Observation,
+    _auroc,
+    _coverage,
     _logistic,
+    _out_of_fold,
     _rows,
     _top_weight,
     expected_calibration_error,
@@ -271,6 +275,23 @@ def test_each_collection_is_judged_by_models_fitted_without_it() -> None:
         "c": ("a", "b"),
     }
     assert all(o.split == "heldout" and o.collection == name for name, r in results.items() for o in r.tested)
+
+
+def test_the_coverage_model_is_as_regularised_as_the_other_collections_find_best() -> None:
+    rng = np.random.default_rng(2)
+    answerable = (np.arange(60) % 3 != 0).astype(np.int64)
+    x = rng.normal(size=(60, 16))
+    x[:, 0] += np.where(answerable == 1, 0.6, -0.6)  # one weak signal among noise
+    groups = np.array(list("abcd") * 15)
+
+    model, threshold = _coverage(x, answerable, groups)
+
+    held = {
+        strength: _auroc(_out_of_fold(x, answerable, groups, strength=strength), answerable) for strength in STRENGTHS
+    }
+    assert held[model[-1].C] == max(held.values())
+    assert held[model[-1].C] > min(held.values())
+    assert 0.0 < threshold < 1.0
 
 
 @pytest.mark.parametrize(

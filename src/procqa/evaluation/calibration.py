@@ -34,6 +34,7 @@ from procqa.ranking.coverage import (
 FLAG_ANSWERABLE = 0.015  # share of answerable tuning questions the threshold may flag
 RESULTS = 5  # results per question the confidence model learns from
 TOP_WEIGHTS = (1.0, 2.0, 4.0, 8.0, 16.0)  # weights of a question's top result tried in that fit
+STRENGTHS = (0.03, 0.1, 0.3, 1.0, 3.0)  # the coverage model's inverse regularisation (C) tried
 BINS = 10
 TOP_SCORE = QUESTION_FEATURES.index("top_score")
 
@@ -95,18 +96,30 @@ def _logistic(pipeline: Pipeline, features: Sequence[str]) -> Logistic:
     )
 
 
-def _model() -> Pipeline:
-    return make_pipeline(StandardScaler(), LogisticRegression(C=1.0, max_iter=5000))
+def _model(strength: float = 1.0) -> Pipeline:
+    return make_pipeline(StandardScaler(), LogisticRegression(C=strength, max_iter=5000))
 
 
-def _out_of_fold(x: np.ndarray, y: np.ndarray, groups: np.ndarray, weights: np.ndarray | None = None) -> np.ndarray:
+def _out_of_fold(
+    x: np.ndarray, y: np.ndarray, groups: np.ndarray, weights: np.ndarray | None = None, strength: float = 1.0
+) -> np.ndarray:
     """Each row's probability from a model fitted without its collection (or 5 folds, with one),
     rows weighted by `weights` in fitting."""
     folds = min(len(set(groups.tolist())), 5)
     splitter = GroupKFold(n_splits=folds) if folds >= 2 else 5
     params = {} if weights is None else {"logisticregression__sample_weight": weights}
-    held = cross_val_predict(_model(), x, y, groups=groups, cv=splitter, method="predict_proba", params=params)
+    held = cross_val_predict(_model(strength), x, y, groups=groups, cv=splitter, method="predict_proba", params=params)
     return np.asarray(held)[:, 1]
+
+
+def _coverage(x: np.ndarray, y: np.ndarray, groups: np.ndarray) -> tuple[Pipeline, float]:
+    """The coverage model and its threshold. Its strength is the one of STRENGTHS whose
+    out-of-fold probabilities best tell answerable questions from the rest (AUROC); the
+    threshold flags FLAG_ANSWERABLE of the answerable ones among those probabilities."""
+    held = {strength: _out_of_fold(x, y, groups, strength=strength) for strength in STRENGTHS}
+    best = max(STRENGTHS, key=lambda strength: _auroc(held[strength], y))
+    threshold = float(np.quantile(held[best][y == 1], FLAG_ANSWERABLE))
+    return _model(best).fit(x, y), threshold
 
 
 def _top_weight(rows: np.ndarray, labels: np.ndarray, groups: np.ndarray, top: np.ndarray) -> np.ndarray:
@@ -129,9 +142,7 @@ def fit(observations: Sequence[Observation]) -> Calibration:
     x = np.array([o.evidence.question for o in observations], dtype=np.float64)
     y = np.array([o.answerable for o in observations], dtype=np.int64)
     groups = np.array([o.collection for o in observations])
-    coverage = _model().fit(x, y)
-    held = _out_of_fold(x, y, groups)
-    threshold = float(np.quantile(held[y == 1], FLAG_ANSWERABLE)) if (y == 1).any() else 0.5
+    coverage, threshold = _coverage(x, y, groups)
     rows, labels, row_groups, top = _rows(observations)
     weights = _top_weight(rows, labels, row_groups, top)
     confidence = _model().fit(rows, labels, logisticregression__sample_weight=weights)
