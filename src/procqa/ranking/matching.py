@@ -13,6 +13,7 @@ import re
 from collections import Counter, defaultdict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from functools import lru_cache
 
 import numpy as np
 from rapidfuzz import fuzz, process
@@ -71,6 +72,9 @@ class Name:
     words: tuple[str, ...]
 
 
+SPELLINGS_KEPT = 8192  # query words whose closest name spellings a matcher remembers
+
+
 class ProcedureMatcher:
     """Scores how strongly a query names each procedure, 0 (not at all) to 1 (by name or code)."""
 
@@ -112,6 +116,9 @@ class ProcedureMatcher:
         self.procedure_words = sparse.csr_matrix(
             (np.ones(len(cols)), (self.name_procedure[rows], cols)), shape=(self.size, len(self.vocabulary))
         )
+        # Queries bring the same few words again and again ("recovery", "after"), each of which a
+        # fuzzy scan of every name word would look up anew.
+        self._spellings = lru_cache(maxsize=SPELLINGS_KEPT)(self._closest_spellings)
         self.codes: dict[str, list[int]] = defaultdict(list)
         for i, code in enumerate(codes):
             if code:
@@ -130,14 +137,17 @@ class ProcedureMatcher:
                 continue
             if len(word) < 4:
                 continue
-            found = process.extract(word, self.vocabulary, scorer=fuzz.ratio, score_cutoff=self.min_ratio, limit=5)
-            # a misspelt word means one word: keep only the closest spellings ('masectomy' is
-            # mastectomy, not vasectomy)
-            top = max((score for _, score, _ in found), default=0.0)
-            for candidate, score, _ in found:
-                if score >= top - self.closest:
-                    best[candidate] = max(best.get(candidate, 0.0), score / 100)
+            for candidate, score in self._spellings(word):
+                best[candidate] = max(best.get(candidate, 0.0), score)
         return best
+
+    def _closest_spellings(self, word: str) -> tuple[tuple[str, float], ...]:
+        """The name words a word not among them may be a misspelling of, with how close (0..1).
+        A misspelt word means one word: only the closest spellings count ('masectomy' is
+        mastectomy, not vasectomy)."""
+        found = process.extract(word, self.vocabulary, scorer=fuzz.ratio, score_cutoff=self.min_ratio, limit=5)
+        top = max((score for _, score, _ in found), default=0.0)
+        return tuple((candidate, score / 100) for candidate, score, _ in found if score >= top - self.closest)
 
     def residual(self, query: str | QueryTerms, scores: Sequence[float] | np.ndarray, *, threshold: float = 0.5) -> str:
         """The query without the words that name the best recognised procedure(s) or a code:
