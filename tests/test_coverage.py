@@ -3,9 +3,7 @@ fitted models, and the contract of the API, the CLI and the calibration report."
 
 from __future__ import annotations
 
-import dataclasses
 import json
-from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -25,8 +23,6 @@ from procqa.evaluation.calibration import (
     _coverage,
     _logistic,
     _out_of_fold,
-    _rows,
-    _top_weight,
     expected_calibration_error,
     fit,
     leave_one_out,
@@ -292,27 +288,6 @@ def test_the_coverage_model_is_as_regularised_as_the_other_collections_find_best
     assert held[model[-1].C] == max(held.values())
     assert held[model[-1].C] > min(held.values())
     assert 0.0 < threshold < 1.0
-
-
-@pytest.mark.parametrize(
-    ("lower_right", "heavier"),
-    [(lambda row: row[0] > -0.5, False), (lambda row: row[1] > 0.3, True)],
-    ids=["same rule", "another rule"],
-)
-def test_top_results_weigh_more_when_they_are_right_by_another_rule_than_the_rest(
-    lower_right: Callable[[np.ndarray], bool], heavier: bool
-) -> None:
-    rng = np.random.default_rng(7)
-    found = []
-    for o in (o for name in ("a", "b", "c") for o in observations(name, rng, n=150)):
-        lower = tuple(bool(o.answerable and lower_right(row)) for row in o.evidence.results[1:])
-        found.append(dataclasses.replace(o, relevant=(o.relevant[0], *lower)))
-    rows, labels, groups, top = _rows(found)
-
-    weights = _top_weight(rows, labels, groups, top)
-
-    assert set(weights[~top]) == {1.0}
-    assert (weights[top][0] >= 8.0) if heavier else (weights[top][0] <= 2.0)
 
 
 def test_the_shipped_models_read_back_and_name_their_features() -> None:

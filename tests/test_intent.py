@@ -12,6 +12,7 @@ from conftest import FakeEmbedder, build_index, searcher_of
 from procqa.documents import Procedure, Section, Unit
 from procqa.ingest.sections import CANONICAL, canonical_section, heading_info, heading_key, known_heading, section_info
 from procqa.ranking import RankingConfig
+from procqa.ranking.features import Examples
 from procqa.ranking.intent import SectionIntent, intent_texts, spread
 from procqa.ranking.kinds import merged
 
@@ -145,6 +146,22 @@ def test_a_heading_folded_into_its_section_keeps_each_example_once() -> None:
     )
     assert labels == ("Recovery", "Recovery", "Results")
     assert keep.tolist() == [0, 2, 3]
+
+
+def test_introductions_lend_intent_only_their_own_example_questions() -> None:
+    summary = section_info()["Summary"]
+    labels = ("Summary", "Summary", "Recovery", "Going home")
+    texts = (summary.examples[0], "A hernia is a bulge in the groin.", "when can I drive", "Rest for a week.")
+    examples = Examples(labels, texts, np.eye(4, dtype=np.float32), np.zeros((0, 4), np.float32), ())
+
+    kept = examples.without_introductions()
+
+    assert list(zip(kept.labels, kept.texts, strict=True)) == [
+        ("Summary", summary.examples[0]),
+        ("Recovery", "when can I drive"),
+        ("Going home", "Rest for a week."),
+    ]
+    assert kept.vectors.tolist() == np.eye(4)[[0, 2, 3]].tolist()
 
 
 def test_the_mean_over_many_questions_is_the_mean_of_each() -> None:

@@ -26,6 +26,7 @@ CANONICAL: tuple[str, ...] = (
     "Alternatives",
     "Patient Experience",
 )
+SUMMARY = CANONICAL[0]  # the section that introduces a procedure
 
 
 @dataclass(frozen=True)

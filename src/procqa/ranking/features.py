@@ -18,6 +18,7 @@ import numpy as np
 from procqa.arrays import plain
 from procqa.documents import Passage, ProcedureRecord
 from procqa.index import IndexData, Lexical, Rows
+from procqa.ingest.sections import SUMMARY, section_info
 from procqa.ranking.config import RankingConfig
 from procqa.ranking.coverage import Vocabulary
 from procqa.ranking.intent import OUTSIDE, SectionIntent, SectionWords
@@ -60,6 +61,24 @@ class Examples:
             scale=config.intent_scale,
             neighbours=config.neighbours,
             temperature=config.temperature,
+        )
+
+    def without_introductions(self) -> Examples:
+        """These examples less what pages write under their introductions (the Summary, and
+        headings read as it), keeping the Summary's own example questions. An introduction's
+        words say which procedure it is, not what is asked of it: learnt from, they read an
+        everyday question that describes its procedure ("groin bulge fixed through one cut,
+        when can I drive") as a question for the Summary."""
+        summary = section_info()[SUMMARY]
+        own = {summary.name, summary.description, *summary.aliases, *summary.examples}
+        keep = np.array(
+            [label != SUMMARY or text in own for label, text in zip(self.labels, self.texts, strict=True)], dtype=bool
+        )
+        return replace(
+            self,
+            labels=tuple(label for label, kept in zip(self.labels, keep, strict=True) if kept),
+            texts=tuple(text for text, kept in zip(self.texts, keep, strict=True) if kept),
+            vectors=self.vectors[keep],
         )
 
     @classmethod
@@ -123,7 +142,8 @@ class RankingFeatures:
         introductions = _introductions(columns.sections, section_of, passage_procedure, grouped)
         identity = np.asarray(data.vectors[introductions], dtype=np.float32)
         examples = Examples.of(data)
-        fitted, kinds = _kinds(data, examples, config)
+        folded, kinds = _kinds(data, examples, config)
+        fitted = folded.without_introductions()
         intent = fitted.intent(config)
         matcher = _matcher(data, introductions, config)
         positions = _positions(intent.names, [kinds.get(s, s) for s in columns.sections])
@@ -198,7 +218,7 @@ def _introductions(
 ) -> np.ndarray:
     """The passage that introduces each procedure: its Summary, else its first."""
     introductions = np.array([group[0] for group in grouped], dtype=np.int64)
-    summary = sections.index("Summary") if "Summary" in sections else -1
+    summary = sections.index(SUMMARY) if SUMMARY in sections else -1
     by_procedure = np.argsort(passage_procedure, kind="stable")
     summaries = by_procedure[passage_section[by_procedure] == summary]
     with_summary, first = np.unique(passage_procedure[summaries], return_index=True)
