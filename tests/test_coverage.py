@@ -16,8 +16,8 @@ from sklearn.preprocessing import StandardScaler
 
 from procqa import cli
 from procqa.evaluation.calibration import (
+    C_VALUES,
     FLAG_ANSWERABLE,
-    STRENGTHS,
     Observation,
     _auroc,
     _coverage,
@@ -282,9 +282,7 @@ def test_the_coverage_model_is_as_regularised_as_the_other_collections_find_best
 
     model, threshold = _coverage(x, answerable, groups)
 
-    held = {
-        strength: _auroc(_out_of_fold(x, answerable, groups, strength=strength), answerable) for strength in STRENGTHS
-    }
+    held = {c: _auroc(_out_of_fold(x, answerable, groups, c=c), answerable) for c in C_VALUES}
     assert held[model[-1].C] == max(held.values())
     assert held[model[-1].C] > min(held.values())
     assert 0.0 < threshold < 1.0

@@ -37,7 +37,7 @@ RESULTS = 5  # results per question the confidence model learns from
 # its other results together: fitted on all results alike, the model judged lower results well
 # but told right top results from wrong ones less well (held out: AUROC 0.895, against 0.904).
 TOP_WEIGHT = RESULTS - 1
-STRENGTHS = (0.03, 0.1, 0.3, 1.0, 3.0)  # the coverage model's inverse regularisation (C) tried
+C_VALUES = (0.03, 0.1, 0.3, 1.0, 3.0)  # inverse regularisation tried for the coverage model (scikit-learn's C)
 BINS = 10
 TOP_SCORE = QUESTION_FEATURES.index("top_score")
 
@@ -99,24 +99,24 @@ def _logistic(pipeline: Pipeline, features: Sequence[str]) -> Logistic:
     )
 
 
-def _model(strength: float = 1.0) -> Pipeline:
-    return make_pipeline(StandardScaler(), LogisticRegression(C=strength, max_iter=5000))
+def _model(c: float = 1.0) -> Pipeline:
+    return make_pipeline(StandardScaler(), LogisticRegression(C=c, max_iter=5000))
 
 
-def _out_of_fold(x: np.ndarray, y: np.ndarray, groups: np.ndarray, strength: float = 1.0) -> np.ndarray:
+def _out_of_fold(x: np.ndarray, y: np.ndarray, groups: np.ndarray, c: float = 1.0) -> np.ndarray:
     """Each row's probability from a model fitted without its collection (or 5 folds, with one)."""
     folds = min(len(set(groups.tolist())), 5)
     splitter = GroupKFold(n_splits=folds) if folds >= 2 else 5
-    held = cross_val_predict(_model(strength), x, y, groups=groups, cv=splitter, method="predict_proba")
+    held = cross_val_predict(_model(c), x, y, groups=groups, cv=splitter, method="predict_proba")
     return np.asarray(held)[:, 1]
 
 
 def _coverage(x: np.ndarray, y: np.ndarray, groups: np.ndarray) -> tuple[Pipeline, float]:
-    """The coverage model and its threshold. Its strength is the one of STRENGTHS whose
+    """The coverage model and its threshold. Its C is the one of C_VALUES whose
     out-of-fold probabilities best tell answerable questions from the rest (AUROC); the
     threshold flags FLAG_ANSWERABLE of the answerable ones among those probabilities."""
-    held = {strength: _out_of_fold(x, y, groups, strength=strength) for strength in STRENGTHS}
-    best = max(STRENGTHS, key=lambda strength: _auroc(held[strength], y))
+    held = {c: _out_of_fold(x, y, groups, c=c) for c in C_VALUES}
+    best = max(C_VALUES, key=lambda c: _auroc(held[c], y))
     threshold = float(np.quantile(held[best][y == 1], FLAG_ANSWERABLE))
     return _model(best).fit(x, y), threshold
 
