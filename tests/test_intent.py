@@ -148,20 +148,28 @@ def test_a_heading_folded_into_its_section_keeps_each_example_once() -> None:
     assert keep.tolist() == [0, 2, 3]
 
 
-def test_introductions_lend_intent_only_their_own_example_questions() -> None:
+def test_introductions_and_names_lend_intent_only_their_own_example_questions() -> None:
     summary = section_info()["Summary"]
-    labels = ("Summary", "Summary", "Recovery", "Going home")
-    texts = (summary.examples[0], "A hernia is a bulge in the groin.", "when can I drive", "Rest for a week.")
-    examples = Examples(labels, texts, np.eye(4, dtype=np.float32), np.zeros((0, 4), np.float32), ())
+    labels = ("Summary", "Summary", "Brand Names", "Brand Names", "Recovery", "Going home")
+    texts = (
+        summary.examples[0],
+        "A hernia is a bulge in the groin.",
+        "what are the brand names",
+        "Glucophage, Fortamet",
+        "when can I drive",
+        "Rest for a week.",
+    )
+    examples = Examples(labels, texts, np.eye(6, dtype=np.float32), np.zeros((0, 6), np.float32), ())
 
     kept = examples.without_introductions()
 
     assert list(zip(kept.labels, kept.texts, strict=True)) == [
         ("Summary", summary.examples[0]),
+        ("Brand Names", "what are the brand names"),
         ("Recovery", "when can I drive"),
         ("Going home", "Rest for a week."),
     ]
-    assert kept.vectors.tolist() == np.eye(4)[[0, 2, 3]].tolist()
+    assert kept.vectors.tolist() == np.eye(6)[[0, 2, 4, 5]].tolist()
 
 
 def test_the_mean_over_many_questions_is_the_mean_of_each() -> None:

@@ -18,10 +18,10 @@ import numpy as np
 from procqa.arrays import plain
 from procqa.documents import Passage, ProcedureRecord
 from procqa.index import IndexData, Lexical, Rows
-from procqa.ingest.sections import SUMMARY, section_info
+from procqa.ingest.sections import SUMMARY
 from procqa.ranking.config import RankingConfig
 from procqa.ranking.coverage import Vocabulary
-from procqa.ranking.intent import OUTSIDE, SectionIntent, SectionWords
+from procqa.ranking.intent import OUTSIDE, SectionIntent, SectionWords, own_examples
 from procqa.ranking.kinds import inferred_kinds, merged
 from procqa.ranking.matching import ProcedureMatcher, everyday_names, title_names
 from procqa.ranking.shortlist import Shortlist
@@ -65,14 +65,15 @@ class Examples:
 
     def without_introductions(self) -> Examples:
         """These examples less what pages write under their introductions (the Summary, and
-        headings read as it), keeping the Summary's own example questions. An introduction's
-        words say which procedure it is, not what is asked of it: learnt from, they read an
-        everyday question that describes its procedure ("groin bulge fixed through one cut,
-        when can I drive") as a question for the Summary."""
-        summary = section_info()[SUMMARY]
-        own = {summary.name, summary.description, *summary.aliases, *summary.examples}
+        headings read as it) and under their names ("Brand Names"), keeping those sections'
+        own examples. Such text says which procedure or medicine a page is about, not what is
+        asked of it: learnt from, it read an everyday question that describes its procedure
+        ("groin bulge fixed through one cut, when can I drive") as a question for the Summary."""
+        about = {label for label in set(self.labels) if label == SUMMARY or NAMES.search(label)}
+        own = {label: set(own_examples(label)) for label in about}
         keep = np.array(
-            [label != SUMMARY or text in own for label, text in zip(self.labels, self.texts, strict=True)], dtype=bool
+            [label not in about or text in own[label] for label, text in zip(self.labels, self.texts, strict=True)],
+            dtype=bool,
         )
         return replace(
             self,

@@ -45,20 +45,28 @@ def intent_texts(
         if section.name not in CANONICAL:
             uses[section.name] += 1
     pairs: list[tuple[str, str]] = []
-    for name, info in section_info().items():
-        own = (name, info.description, *info.aliases, *info.examples)
-        pairs += _examples(name, own, written.get(name, []), config.written_examples)
+    for name in section_info():
+        pairs += _examples(name, own_examples(name), written.get(name, []), config.written_examples)
     # A heading written once or twice says little about what questions it answers, and each
     # label modelled costs the intent regression a column at every load.
     most = sorted(uses, key=lambda label: (-uses[label], label))[: config.max_headings]
     for label in sorted(most):
-        known = known_heading(label)
-        own = (
-            *(template.format(label.lower()) for template in TEMPLATES),
-            *((known.description, *known.examples) if known else ()),
-        )
-        pairs += _examples(label, own, written[label], config.written_examples)
+        pairs += _examples(label, own_examples(label), written[label], config.written_examples)
     return tuple(p[0] for p in pairs), tuple(p[1] for p in pairs)
+
+
+def own_examples(label: str) -> tuple[str, ...]:
+    """A label's examples apart from what a collection writes under it: a canonical section's
+    name, description, aliases and example questions; another heading's name in question
+    templates, and the description and examples of the common heading it is a variant of."""
+    info = section_info().get(label)
+    if info is not None:
+        return (label, info.description, *info.aliases, *info.examples)
+    known = known_heading(label)
+    return (
+        *(template.format(label.lower()) for template in TEMPLATES),
+        *((known.description, *known.examples) if known else ()),
+    )
 
 
 def outside_texts() -> tuple[tuple[str, ...], tuple[str, ...]]:
