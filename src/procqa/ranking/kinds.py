@@ -15,9 +15,9 @@ from collections.abc import Collection, Sequence
 
 import numpy as np
 
-from procqa.ingest.sections import CANONICAL, section_info, section_kind
+from procqa.ingest.sections import CANONICAL, section_kind
 from procqa.ranking.config import RankingConfig
-from procqa.ranking.intent import TEMPLATES, SectionIntent
+from procqa.ranking.intent import TEMPLATES, SectionIntent, own_examples
 
 
 def inferred_kinds(
@@ -28,7 +28,7 @@ def inferred_kinds(
     unknown = sorted(label for label in set(labels) if label not in CANONICAL and not section_kind(label))
     if not unknown:
         return {}
-    own = {(s.name, text) for s in section_info().values() for text in (s.name, s.description, *s.aliases, *s.examples)}
+    own = {(name, text) for name in CANONICAL for text in own_examples(name)}
     mine = np.array([pair in own for pair in zip(labels, texts, strict=True)], dtype=bool)
     if not mine.any():
         return {}
