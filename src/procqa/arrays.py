@@ -28,9 +28,13 @@ def top_k_rows(values: np.ndarray, n: int, *, positive: bool = False) -> np.ndar
     return rows[np.argpartition(-values[rows], n)[:n]]
 
 
-def ranked(values: np.ndarray, k: int, *, positive: bool = False) -> list[tuple[int, float]]:
-    """The k best (index, value) pairs, best first, ties in index order; only values above 0
+def best_first(values: np.ndarray, k: int, *, positive: bool = False) -> np.ndarray:
+    """Indices of the k largest values, best first, ties in index order; only values above 0
     when `positive`."""
     best = top_k_rows(values, k, positive=positive)
-    best = best[np.lexsort((best, -values[best]))]
-    return [(int(i), float(values[i])) for i in best]
+    return best[np.lexsort((best, -values[best]))]
+
+
+def ranked(values: np.ndarray, k: int, *, positive: bool = False) -> list[tuple[int, float]]:
+    """The k best (index, value) pairs, as `best_first` orders them."""
+    return [(int(i), float(values[i])) for i in best_first(values, k, positive=positive)]
